@@ -1,0 +1,310 @@
+//! The app manifest: entities, their fields and indexes, and (for later subsystems) policies,
+//! rooms, shards and jobs. Loaded once at start; validated before anything touches the database.
+
+use std::collections::{HashMap, HashSet};
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::error::{PlazaError, Result};
+
+/// Columns every row has; not declarable as fields.
+pub const SYSTEM_FIELDS: [&str; 3] = ["id", "createdAt", "updatedAt"];
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AppManifest {
+    #[serde(default = "default_manifest_version")]
+    pub manifest_version: u32,
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub version: String,
+    #[serde(default)]
+    pub entities: Vec<EntityDef>,
+    #[serde(default)]
+    pub policies: Vec<PolicyDef>,
+    /// Sections owned by later subsystems; kept verbatim until they are read.
+    #[serde(default)]
+    pub rooms: Option<Value>,
+    #[serde(default)]
+    pub shards: Option<Value>,
+    #[serde(default)]
+    pub jobs: Option<Value>,
+}
+
+fn default_manifest_version() -> u32 {
+    1
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EntityDef {
+    pub name: String,
+    #[serde(default)]
+    pub fields: Vec<FieldDef>,
+    #[serde(default)]
+    pub indexes: Vec<IndexDef>,
+    /// Fields indexed for full-text search (a later capability); accepted and validated now.
+    #[serde(default)]
+    pub search: Option<Vec<String>>,
+    #[serde(default)]
+    pub relations: Option<Value>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FieldDef {
+    pub name: String,
+    #[serde(rename = "type")]
+    pub ty: FieldType,
+    #[serde(default)]
+    pub optional: bool,
+    #[serde(default)]
+    pub unique: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IndexDef {
+    pub fields: Vec<String>,
+    #[serde(default)]
+    pub unique: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PolicyDef {
+    pub entity: String,
+    #[serde(flatten)]
+    pub rules: HashMap<String, String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub enum FieldType {
+    String,
+    Int,
+    Float,
+    Bool,
+    Datetime,
+    Json,
+    Id(String),
+}
+
+impl FieldType {
+    /// The SQLite column type. Columns are nullable: required-ness is checked on write, so an
+    /// optional field added later migrates with a plain `ALTER TABLE ADD COLUMN`.
+    pub fn sql_type(&self) -> &'static str {
+        match self {
+            FieldType::Int | FieldType::Bool => "INTEGER",
+            FieldType::Float => "REAL",
+            _ => "TEXT",
+        }
+    }
+}
+
+impl TryFrom<String> for FieldType {
+    type Error = String;
+    fn try_from(s: String) -> std::result::Result<Self, String> {
+        Ok(match s.as_str() {
+            "string" => FieldType::String,
+            "int" => FieldType::Int,
+            "float" => FieldType::Float,
+            "bool" => FieldType::Bool,
+            "datetime" => FieldType::Datetime,
+            "json" => FieldType::Json,
+            other => match other.strip_prefix("id(").and_then(|r| r.strip_suffix(')')) {
+                Some(target) if is_identifier(target) => FieldType::Id(target.to_string()),
+                _ => {
+                    return Err(format!(
+                        "unknown field type '{other}' (expected string, int, float, bool, datetime, json or id(Entity))"
+                    ))
+                }
+            },
+        })
+    }
+}
+
+impl From<FieldType> for String {
+    fn from(t: FieldType) -> String {
+        t.to_string()
+    }
+}
+
+impl std::fmt::Display for FieldType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            FieldType::String => f.write_str("string"),
+            FieldType::Int => f.write_str("int"),
+            FieldType::Float => f.write_str("float"),
+            FieldType::Bool => f.write_str("bool"),
+            FieldType::Datetime => f.write_str("datetime"),
+            FieldType::Json => f.write_str("json"),
+            FieldType::Id(e) => write!(f, "id({e})"),
+        }
+    }
+}
+
+pub fn is_identifier(s: &str) -> bool {
+    let mut chars = s.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic())
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+        && s.len() <= 64
+}
+
+impl AppManifest {
+    /// Reads a manifest from a `.json` or `.toml` file. `Ok(None)` when the file does not exist.
+    pub fn load(path: &Path) -> Result<Option<AppManifest>> {
+        let text = match std::fs::read_to_string(path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => {
+                return Err(PlazaError::Validation(format!("cannot read {}: {e}", path.display())))
+            }
+        };
+        let is_toml = path.extension().is_some_and(|e| e == "toml");
+        let manifest = if is_toml { Self::from_toml(&text) } else { Self::from_json(&text) }
+            .map_err(|e| PlazaError::Validation(format!("{}: {e}", path.display())))?;
+        Ok(Some(manifest))
+    }
+
+    pub fn from_json(text: &str) -> Result<AppManifest> {
+        let m: AppManifest = serde_json::from_str(text).map_err(|e| {
+            PlazaError::Validation(format!("line {} column {}: {e}", e.line(), e.column()))
+        })?;
+        m.validate()?;
+        Ok(m)
+    }
+
+    pub fn from_toml(text: &str) -> Result<AppManifest> {
+        let value: Value = toml_to_json(text)?;
+        let m: AppManifest =
+            serde_json::from_value(value).map_err(|e| PlazaError::Validation(e.to_string()))?;
+        m.validate()?;
+        Ok(m)
+    }
+
+    /// Every problem found, one per line, so `plaza check` can show them all at once.
+    pub fn validate(&self) -> Result<()> {
+        let mut problems = Vec::new();
+        if self.manifest_version != 1 {
+            problems.push(format!("manifest_version {} is not supported (expected 1)", self.manifest_version));
+        }
+        let names: HashSet<&str> = self.entities.iter().map(|e| e.name.as_str()).collect();
+        let mut seen = HashSet::new();
+        for entity in &self.entities {
+            let en = &entity.name;
+            if !is_identifier(en) {
+                problems.push(format!("entity name '{en}' must be a letter followed by letters, digits or _ (max 64)"));
+            }
+            if !seen.insert(en.as_str()) {
+                problems.push(format!("entity '{en}' is declared twice"));
+            }
+            let mut fields = HashSet::new();
+            for f in &entity.fields {
+                if !is_identifier(&f.name) {
+                    problems.push(format!("{en}.{}: field name must be a letter followed by letters, digits or _", f.name));
+                }
+                if SYSTEM_FIELDS.contains(&f.name.as_str()) {
+                    problems.push(format!("{en}.{}: '{}' is a system field and cannot be declared", f.name, f.name));
+                }
+                if !fields.insert(f.name.as_str()) {
+                    problems.push(format!("{en}.{}: field declared twice", f.name));
+                }
+                if let FieldType::Id(target) = &f.ty {
+                    if !names.contains(target.as_str()) {
+                        problems.push(format!("{en}.{}: id({target}) refers to an unknown entity", f.name));
+                    }
+                }
+            }
+            for idx in &entity.indexes {
+                if idx.fields.is_empty() {
+                    problems.push(format!("{en}: an index needs at least one field"));
+                }
+                for f in &idx.fields {
+                    if !fields.contains(f.as_str()) && !SYSTEM_FIELDS.contains(&f.as_str()) {
+                        problems.push(format!("{en}: index field '{f}' is not a field of {en}"));
+                    }
+                }
+            }
+            for f in entity.search.iter().flatten() {
+                if !fields.contains(f.as_str()) {
+                    problems.push(format!("{en}: search field '{f}' is not a field of {en}"));
+                }
+            }
+        }
+        for p in &self.policies {
+            if !names.contains(p.entity.as_str()) {
+                problems.push(format!("policy for unknown entity '{}'", p.entity));
+            }
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(PlazaError::Validation(problems.join("\n")))
+        }
+    }
+
+    pub fn entity(&self, name: &str) -> Option<&EntityDef> {
+        self.entities.iter().find(|e| e.name == name)
+    }
+}
+
+impl EntityDef {
+    pub fn field(&self, name: &str) -> Option<&FieldDef> {
+        self.fields.iter().find(|f| f.name == name)
+    }
+
+    /// Whether `name` can be filtered/ordered on: a declared field or a system column.
+    pub fn has_column(&self, name: &str) -> bool {
+        SYSTEM_FIELDS.contains(&name) || self.field(name).is_some()
+    }
+}
+
+fn toml_to_json(text: &str) -> Result<Value> {
+    let v: toml::Value = toml::from_str(text).map_err(|e| PlazaError::Validation(e.to_string()))?;
+    serde_json::to_value(v).map_err(|e| PlazaError::Validation(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_the_api_example() {
+        let m = AppManifest::from_json(
+            r#"{"manifest_version":1,"name":"todo","entities":[
+              {"name":"Todo","fields":[{"name":"title","type":"string"},{"name":"ownerId","type":"id(User)","optional":true}],
+               "indexes":[{"fields":["ownerId"]}]},
+              {"name":"User","fields":[{"name":"email","type":"string","unique":true}]}],
+              "policies":[{"entity":"Todo","read":"true","write":"true"}],
+              "rooms":{"max_members":100},"jobs":[]}"#,
+        )
+        .unwrap();
+        assert_eq!(m.entities[0].fields[1].ty, FieldType::Id("User".into()));
+        assert!(m.entities[1].fields[0].unique);
+    }
+
+    #[test]
+    fn reports_every_problem() {
+        let err = AppManifest::from_json(
+            r#"{"entities":[{"name":"Todo","fields":[{"name":"id","type":"string"},{"name":"o","type":"id(Nope)"}],
+                "indexes":[{"fields":["missing"]}]}]}"#,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("system field"), "{err}");
+        assert!(err.contains("id(Nope)"), "{err}");
+        assert!(err.contains("'missing'"), "{err}");
+    }
+
+    #[test]
+    fn rejects_unknown_types_with_position() {
+        let err = AppManifest::from_json(r#"{"entities":[{"name":"T","fields":[{"name":"a","type":"blob"}]}]}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("unknown field type 'blob'"), "{err}");
+        assert!(err.contains("line 1"), "{err}");
+    }
+}

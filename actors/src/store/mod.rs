@@ -1,0 +1,77 @@
+//! SQLite storage: schema and migrations from the manifest, the single `Writer`, and a pool of
+//! read connections.
+
+pub mod reader;
+pub mod schema;
+pub mod writer;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use r2d2_sqlite::SqliteConnectionManager;
+use rusqlite::{Connection, OpenFlags};
+
+use crate::changelog::LogBounds;
+use crate::error::{PlazaError, Result};
+use crate::manifest::AppManifest;
+pub use reader::Reader;
+
+/// How hard a commit tries to reach the disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// WAL + synchronous=NORMAL: a commit survives a process crash (kill -9); the last
+    /// commits may be lost on power failure. SQLite's own recommendation for WAL.
+    Normal,
+    /// synchronous=FULL: every group commit is fsynced before anyone is answered.
+    Full,
+}
+
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    pub path: PathBuf,
+    pub changelog_retain: i64,
+    pub durability: Durability,
+    pub read_pool_size: u32,
+}
+
+/// An opened, migrated database: the write connection's path and settings, the read pool,
+/// and where the change log stands.
+pub struct OpenedStore {
+    pub reader: Reader,
+    pub bounds: LogBounds,
+}
+
+pub fn open_write_connection(path: &Path, durability: Durability) -> Result<Connection> {
+    let conn = Connection::open(path)?;
+    let sync = match durability {
+        Durability::Normal => "NORMAL",
+        Durability::Full => "FULL",
+    };
+    conn.execute_batch(&format!(
+        "PRAGMA journal_mode=WAL; PRAGMA synchronous={sync}; PRAGMA busy_timeout=5000;
+         PRAGMA foreign_keys=OFF; PRAGMA cache_size=-32000; PRAGMA temp_store=MEMORY;"
+    ))?;
+    conn.set_prepared_statement_cache_capacity(256);
+    Ok(conn)
+}
+
+/// Migrates the database to the manifest and opens the read pool.
+pub fn open(options: &StoreOptions, manifest: Arc<AppManifest>) -> Result<OpenedStore> {
+    let mut conn = open_write_connection(&options.path, options.durability)?;
+    schema::migrate(&mut conn, &manifest)?;
+    let bounds = writer::read_bounds(&conn)?;
+    let manager = SqliteConnectionManager::file(&options.path)
+        .with_flags(OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI)
+        .with_init(|c| {
+            c.set_prepared_statement_cache_capacity(256);
+            c.execute_batch("PRAGMA busy_timeout=5000; PRAGMA cache_size=-16000; PRAGMA mmap_size=268435456;")
+        });
+    let pool = r2d2::Pool::builder()
+        .max_size(options.read_pool_size.max(1))
+        .min_idle(Some(1))
+        .connection_timeout(Duration::from_secs(10))
+        .build(manager)
+        .map_err(|e| PlazaError::Unavailable(format!("cannot open read pool: {e}")))?;
+    Ok(OpenedStore { reader: Reader::new(pool, manifest), bounds })
+}

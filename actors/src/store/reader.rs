@@ -1,0 +1,133 @@
+//! Reads, on a pool of read-only connections. Every method blocks: callers run them on a
+//! blocking thread (`web::block`), never on an actor's thread.
+
+use std::sync::Arc;
+
+use r2d2_sqlite::SqliteConnectionManager;
+use rusqlite::types::Value as SqlValue;
+use rusqlite::{params_from_iter, OptionalExtension};
+use serde_json::json;
+
+use crate::changelog::{Change, ChangeKind};
+use crate::error::{PlazaError, Result};
+use crate::manifest::{AppManifest, EntityDef};
+use crate::query::{self, Filter, Query};
+use crate::rows::{self, Row};
+
+pub type ReadPool = r2d2::Pool<SqliteConnectionManager>;
+
+#[derive(Clone)]
+pub struct Reader {
+    pool: ReadPool,
+    manifest: Arc<AppManifest>,
+}
+
+impl Reader {
+    pub fn new(pool: ReadPool, manifest: Arc<AppManifest>) -> Self {
+        Reader { pool, manifest }
+    }
+
+    pub fn manifest(&self) -> &Arc<AppManifest> {
+        &self.manifest
+    }
+
+    pub fn entity(&self, name: &str) -> Result<&EntityDef> {
+        self.manifest.entity(name).ok_or_else(|| PlazaError::UnknownEntity(name.to_string()))
+    }
+
+    pub fn get(&self, entity: &str, id: &str) -> Result<Option<Row>> {
+        let def = self.entity(entity)?;
+        let conn = self.pool.get()?;
+        crate::store::writer::read_row(&conn, def, id)
+    }
+
+    /// Rows matching `q`, ordered, with `q`'s limit (or `default_limit`) and offset.
+    pub fn query(&self, entity: &str, q: &Query, default_limit: i64) -> Result<Vec<Row>> {
+        let def = self.entity(entity)?;
+        let mut params = Vec::new();
+        let where_sql = query::to_sql_where(&q.filter, &mut params);
+        params.push(SqlValue::Integer(q.limit_or(default_limit)));
+        params.push(SqlValue::Integer(q.offset.unwrap_or(0)));
+        let sql = format!(
+            "SELECT {} FROM \"{}\" WHERE {where_sql} {} LIMIT ? OFFSET ?",
+            rows::select_list(def),
+            def.name,
+            query::to_sql_order(&q.order)
+        );
+        self.rows(def, &sql, params)
+    }
+
+    /// Keyset page in id order: rows after `after` matching `filter`, and whether more follow.
+    pub fn page_after(&self, entity: &str, filter: &Filter, after: Option<&str>, limit: i64) -> Result<(Vec<Row>, bool)> {
+        let def = self.entity(entity)?;
+        let mut params = Vec::new();
+        let where_sql = query::to_sql_where(filter, &mut params);
+        params.push(SqlValue::Text(after.unwrap_or("").to_string()));
+        params.push(SqlValue::Integer(limit + 1));
+        let sql = format!(
+            "SELECT {} FROM \"{}\" WHERE ({where_sql}) AND id > ? ORDER BY id LIMIT ?",
+            rows::select_list(def),
+            def.name
+        );
+        let mut page = self.rows(def, &sql, params)?;
+        let has_more = page.len() as i64 > limit;
+        page.truncate(limit as usize);
+        Ok((page, has_more))
+    }
+
+    fn rows(&self, def: &EntityDef, sql: &str, params: Vec<SqlValue>) -> Result<Vec<Row>> {
+        let conn = self.pool.get()?;
+        let mut stmt = conn.prepare_cached(sql)?;
+        let rows = stmt.query_map(params_from_iter(params), |r| rows::from_sql_row(def, r))?;
+        Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+    }
+
+    /// Persistent change log after `since`: at most `limit` events and whether more follow.
+    pub fn changes_since(&self, since: i64, limit: usize) -> Result<(Vec<Change>, bool)> {
+        let conn = self.pool.get()?;
+        let mut stmt = conn.prepare_cached(
+            "SELECT seq, entity, row_id, kind, data, ts FROM _plaza_changes WHERE seq > ? ORDER BY seq LIMIT ?",
+        )?;
+        let mut changes = stmt
+            .query_map(rusqlite::params![since, limit as i64 + 1], |r| {
+                let data: Option<String> = r.get(4)?;
+                Ok(Change {
+                    seq: r.get(0)?,
+                    entity: r.get(1)?,
+                    row_id: r.get(2)?,
+                    kind: ChangeKind::parse(&r.get::<_, String>(3)?).unwrap_or(ChangeKind::Update),
+                    data: data.and_then(|d| serde_json::from_str(&d).ok()),
+                    timestamp: r.get(5)?,
+                })
+            })?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        let has_more = changes.len() > limit;
+        changes.truncate(limit);
+        Ok((changes, has_more))
+    }
+
+    /// Every row of every entity as NDJSON lines `{"entity","data"}`; returns the row count.
+    pub fn export(&self, out: &mut Vec<u8>) -> Result<usize> {
+        let conn = self.pool.get()?;
+        let mut count = 0;
+        for def in &self.manifest.entities {
+            let sql = format!("SELECT {} FROM \"{}\" ORDER BY id", rows::select_list(def), def.name);
+            let mut stmt = conn.prepare(&sql)?;
+            let mut cursor = stmt.query([])?;
+            while let Some(r) = cursor.next()? {
+                let line = json!({"entity": def.name, "data": rows::from_sql_row(def, r)?});
+                out.extend_from_slice(line.to_string().as_bytes());
+                out.push(b'\n');
+                count += 1;
+            }
+        }
+        Ok(count)
+    }
+
+    /// Whether the read side answers at all (readiness).
+    pub fn ping(&self) -> Result<()> {
+        let conn = self.pool.get()?;
+        conn.query_row("SELECT 1", [], |_| Ok(())).optional()?;
+        Ok(())
+    }
+}

@@ -1,0 +1,133 @@
+//! Tables from the manifest, and the migration rules: a new entity or a new optional field is
+//! added in place; anything that could break existing rows refuses to start, naming the field.
+
+use rusqlite::{params, Connection, OptionalExtension};
+
+use crate::error::{PlazaError, Result};
+use crate::manifest::{AppManifest, EntityDef, FieldType};
+
+/// Plaza's own tables. Entity names cannot start with `_`, so they never collide.
+const INTERNAL_DDL: &str = "
+CREATE TABLE IF NOT EXISTS _plaza_fields (
+    entity TEXT NOT NULL, field TEXT NOT NULL, type TEXT NOT NULL, optional INTEGER NOT NULL,
+    PRIMARY KEY (entity, field));
+-- AUTOINCREMENT so a seq is never reused, even after every retained event is pruned.
+CREATE TABLE IF NOT EXISTS _plaza_changes (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, entity TEXT NOT NULL, row_id TEXT NOT NULL,
+    kind TEXT NOT NULL, data TEXT, ts TEXT NOT NULL);
+";
+
+/// Brings the database up to the manifest in one transaction.
+pub fn migrate(conn: &mut Connection, manifest: &AppManifest) -> Result<()> {
+    let tx = conn.transaction()?;
+    tx.execute_batch(INTERNAL_DDL)?;
+    for entity in &manifest.entities {
+        migrate_entity(&tx, entity)?;
+    }
+    tx.commit()?;
+    Ok(())
+}
+
+fn migrate_entity(tx: &rusqlite::Transaction<'_>, entity: &EntityDef) -> Result<()> {
+    let en = &entity.name;
+    let exists: bool = tx
+        .query_row("SELECT 1 FROM sqlite_master WHERE type='table' AND name=?", [en], |_| Ok(true))
+        .optional()?
+        .unwrap_or(false);
+    if !exists {
+        let cols: Vec<String> = entity.fields.iter().map(|f| format!("\"{}\" {}", f.name, f.ty.sql_type())).collect();
+        let extra = if cols.is_empty() { String::new() } else { format!(", {}", cols.join(", ")) };
+        tx.execute_batch(&format!(
+            "CREATE TABLE \"{en}\" (id TEXT PRIMARY KEY NOT NULL, createdAt TEXT NOT NULL, updatedAt TEXT NOT NULL{extra})"
+        ))?;
+        tracing::info!(entity = %en, "created table");
+    }
+    for field in &entity.fields {
+        let recorded: Option<(String, bool)> = tx
+            .query_row(
+                "SELECT type, optional FROM _plaza_fields WHERE entity=? AND field=?",
+                params![en, field.name],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?;
+        match recorded {
+            Some((ty, _)) if ty != field.ty.to_string() => {
+                return Err(incompatible(format!(
+                    "{en}.{} changed type from {ty} to {}; add a new field instead",
+                    field.name, field.ty
+                )))
+            }
+            Some((_, true)) if !field.optional => {
+                return Err(incompatible(format!(
+                    "{en}.{} became required; existing rows may have no value (keep it optional)",
+                    field.name
+                )))
+            }
+            Some(_) => {}
+            None if exists && !field.optional && has_rows(tx, en)? => {
+                return Err(incompatible(format!(
+                    "new field {en}.{} must be optional: existing {en} rows have no value for it",
+                    field.name
+                )))
+            }
+            None => {
+                if exists && !has_column(tx, en, &field.name)? {
+                    tx.execute_batch(&format!(
+                        "ALTER TABLE \"{en}\" ADD COLUMN \"{}\" {}",
+                        field.name,
+                        field.ty.sql_type()
+                    ))?;
+                    tracing::info!(entity = %en, field = %field.name, "added column");
+                }
+            }
+        }
+        tx.execute(
+            "INSERT OR REPLACE INTO _plaza_fields (entity, field, type, optional) VALUES (?,?,?,?)",
+            params![en, field.name, field.ty.to_string(), field.optional],
+        )?;
+        if field.unique {
+            create_index(tx, en, &[field.name.clone()], true)?;
+        }
+        if matches!(field.ty, FieldType::Id(_)) {
+            // Foreign keys are filtered on constantly (ownerId == auth.userId).
+            create_index(tx, en, &[field.name.clone()], false)?;
+        }
+    }
+    for idx in &entity.indexes {
+        create_index(tx, en, &idx.fields, idx.unique)?;
+    }
+    let dropped: Vec<String> = {
+        let mut stmt = tx.prepare("SELECT field FROM _plaza_fields WHERE entity=?")?;
+        let names = stmt.query_map([en], |r| r.get::<_, String>(0))?.collect::<rusqlite::Result<Vec<_>>>()?;
+        names.into_iter().filter(|n| entity.field(n).is_none()).collect()
+    };
+    for name in dropped {
+        tracing::warn!(entity = %en, field = %name, "field left the manifest; its column and data are kept");
+    }
+    Ok(())
+}
+
+fn incompatible(msg: String) -> PlazaError {
+    PlazaError::Validation(format!("incompatible manifest change: {msg}"))
+}
+
+fn has_rows(tx: &rusqlite::Transaction<'_>, table: &str) -> Result<bool> {
+    Ok(tx.query_row(&format!("SELECT EXISTS (SELECT 1 FROM \"{table}\")"), [], |r| r.get(0))?)
+}
+
+fn has_column(tx: &rusqlite::Transaction<'_>, table: &str, column: &str) -> Result<bool> {
+    let mut stmt = tx.prepare(&format!("PRAGMA table_info(\"{table}\")"))?;
+    let names = stmt.query_map([], |r| r.get::<_, String>(1))?.collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(names.iter().any(|n| n == column))
+}
+
+fn create_index(tx: &rusqlite::Transaction<'_>, table: &str, fields: &[String], unique: bool) -> Result<()> {
+    let name = format!("{}idx_{table}_{}", if unique { "u" } else { "" }, fields.join("_"));
+    let cols = fields.iter().map(|f| format!("\"{f}\"")).collect::<Vec<_>>().join(",");
+    let kind = if unique { "UNIQUE INDEX" } else { "INDEX" };
+    tx.execute_batch(&format!("CREATE {kind} IF NOT EXISTS \"{name}\" ON \"{table}\" ({cols})"))
+        .map_err(|e| match PlazaError::from(e) {
+            PlazaError::Conflict(m) => incompatible(format!("cannot make {table}({}) unique: {m}", fields.join(","))),
+            other => other,
+        })
+}

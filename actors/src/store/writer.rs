@@ -1,0 +1,281 @@
+//! The only SQLite write connection, and group commit in front of it.
+//!
+//! `SqliteWriter` runs on a one-thread `SyncArbiter` and owns the write connection. `Writer`
+//! (an ordinary actor) queues each caller's `Write`; whenever the connection is idle it hands
+//! over everything queued as one `CommitGroup`, committed in one transaction with one savepoint
+//! per caller, so one caller's failure rolls back only its own ops. Callers are answered after
+//! the commit, and the change-log rows are written in that same transaction.
+
+use std::sync::Arc;
+
+use actix::prelude::*;
+use rusqlite::types::Value as SqlValue;
+use rusqlite::{params_from_iter, Connection, OptionalExtension};
+use tokio::sync::oneshot;
+
+use crate::changelog::{Append, Change, ChangeKind, ChangeLog, LogBounds};
+use crate::error::{PlazaError, Result};
+use crate::manifest::AppManifest;
+use crate::rows::{self, NewRow, Row};
+use crate::store::{open_write_connection, StoreOptions};
+
+/// Most callers folded into one transaction; bounds commit latency under load.
+pub const MAX_GROUP: usize = 1024;
+/// Callers waiting for the connection before new writes are refused (503).
+pub const MAX_QUEUED: usize = 50_000;
+
+/// Decides whether a write may happen, seeing the row before and after it (policies).
+pub type RowGuard = Arc<dyn Fn(Option<&Row>, Option<&Row>) -> Result<()> + Send + Sync>;
+
+#[derive(Clone)]
+pub enum WriteOp {
+    Insert { entity: String, row: NewRow, guard: Option<RowGuard> },
+    Update { entity: String, id: String, values: Vec<(String, SqlValue)>, guard: Option<RowGuard> },
+    Delete { entity: String, id: String, guard: Option<RowGuard> },
+}
+
+/// One caller's ops: all commit, or none do.
+#[derive(Message)]
+#[rtype(result = "Result<Vec<Change>>")]
+pub struct Write(pub Vec<WriteOp>);
+
+type Reply = oneshot::Sender<Result<Vec<Change>>>;
+
+pub struct Writer {
+    worker: Addr<SqliteWriter>,
+    changelog: Addr<ChangeLog>,
+    queue: Vec<(Vec<WriteOp>, Reply)>,
+    committing: bool,
+}
+
+impl Writer {
+    pub fn new(worker: Addr<SqliteWriter>, changelog: Addr<ChangeLog>) -> Self {
+        Writer { worker, changelog, queue: Vec::new(), committing: false }
+    }
+
+    fn flush(&mut self, ctx: &mut Context<Self>) {
+        if self.committing || self.queue.is_empty() {
+            return;
+        }
+        self.committing = true;
+        let take = self.queue.len().min(MAX_GROUP);
+        let (units, replies): (Vec<_>, Vec<_>) = self.queue.drain(..take).unzip();
+        self.worker
+            .send(CommitGroup(units))
+            .into_actor(self)
+            .map(move |outcome, act, ctx| {
+                act.committing = false;
+                match outcome {
+                    Ok(Ok(group)) => {
+                        let committed: Vec<Change> = group.results.iter().flatten().flatten().cloned().collect();
+                        if !committed.is_empty() {
+                            act.changelog.do_send(Append { changes: committed, bounds: group.bounds });
+                        }
+                        for (reply, result) in replies.into_iter().zip(group.results) {
+                            let _ = reply.send(result);
+                        }
+                    }
+                    Ok(Err(e)) => replies.into_iter().for_each(|r| drop(r.send(Err(e.clone())))),
+                    Err(e) => replies.into_iter().for_each(|r| drop(r.send(Err(e.into())))),
+                }
+                act.flush(ctx);
+            })
+            .spawn(ctx);
+    }
+}
+
+impl Actor for Writer {
+    type Context = Context<Self>;
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        ctx.set_mailbox_capacity(MAX_QUEUED);
+    }
+}
+
+impl Handler<Write> for Writer {
+    type Result = ResponseFuture<Result<Vec<Change>>>;
+    fn handle(&mut self, msg: Write, ctx: &mut Context<Self>) -> Self::Result {
+        if self.queue.len() >= MAX_QUEUED {
+            return Box::pin(async { Err(PlazaError::Unavailable("write queue is full; retry shortly".into())) });
+        }
+        let (tx, rx) = oneshot::channel();
+        self.queue.push((msg.0, tx));
+        self.flush(ctx);
+        Box::pin(async move { rx.await.unwrap_or_else(|_| Err(PlazaError::Unavailable("writer stopped".into()))) })
+    }
+}
+
+// ---------------------------------------------------------------- the connection
+
+pub struct SqliteWriter {
+    /// `Err` only if the connection could not be reopened; every commit then fails cleanly.
+    conn: std::result::Result<Connection, String>,
+    manifest: Arc<AppManifest>,
+    bounds: LogBounds,
+    retain: i64,
+}
+
+#[derive(Message)]
+#[rtype(result = "Result<GroupCommitted>")]
+pub struct CommitGroup(pub Vec<Vec<WriteOp>>);
+
+pub struct GroupCommitted {
+    pub results: Vec<Result<Vec<Change>>>,
+    pub bounds: LogBounds,
+}
+
+impl Actor for SqliteWriter {
+    type Context = SyncContext<Self>;
+}
+
+impl SqliteWriter {
+    /// Opens the write connection. Called by the SyncArbiter's factory, which cannot fail, so a
+    /// failure is kept and reported on every commit instead.
+    pub fn open(options: &StoreOptions, manifest: Arc<AppManifest>) -> Self {
+        let opened = open_write_connection(&options.path, options.durability)
+            .and_then(|conn| read_bounds(&conn).map(|bounds| (conn, bounds)));
+        let (conn, bounds) = match opened {
+            Ok((conn, bounds)) => (Ok(conn), bounds),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot open the write connection");
+                (Err(e.to_string()), LogBounds { oldest_seq: 1, last_seq: 0 })
+            }
+        };
+        SqliteWriter { conn, manifest, bounds, retain: options.changelog_retain.max(1) }
+    }
+}
+
+/// The log position on disk: the last seq ever assigned, and the oldest still retained.
+pub fn read_bounds(conn: &Connection) -> Result<LogBounds> {
+    let last_seq: i64 = conn
+        .query_row("SELECT seq FROM sqlite_sequence WHERE name='_plaza_changes'", [], |r| r.get(0))
+        .optional()?
+        .unwrap_or(0);
+    let oldest: Option<i64> = conn.query_row("SELECT min(seq) FROM _plaza_changes", [], |r| r.get(0))?;
+    Ok(LogBounds { oldest_seq: oldest.unwrap_or(last_seq + 1), last_seq })
+}
+
+impl Handler<CommitGroup> for SqliteWriter {
+    type Result = Result<GroupCommitted>;
+    fn handle(&mut self, msg: CommitGroup, _: &mut SyncContext<Self>) -> Self::Result {
+        let manifest = self.manifest.clone();
+        let conn = self.conn.as_mut().map_err(|e| PlazaError::Unavailable(format!("database: {e}")))?;
+        let mut tx = conn.transaction()?;
+        let now = now_rfc3339();
+        let mut results = Vec::with_capacity(msg.0.len());
+        for unit in msg.0 {
+            let mut sp = tx.savepoint()?;
+            let outcome = unit.into_iter().map(|op| apply(&sp, &manifest, op, &now)).collect::<Result<Vec<_>>>();
+            match outcome {
+                Ok(changes) => {
+                    sp.commit()?;
+                    results.push(Ok(changes));
+                }
+                Err(e) => {
+                    sp.rollback()?;
+                    results.push(Err(e));
+                }
+            }
+        }
+        let last_seq = results.iter().flatten().flatten().map(|c| c.seq).fold(self.bounds.last_seq, i64::max);
+        let cutoff = last_seq - self.retain;
+        if cutoff >= self.bounds.oldest_seq {
+            tx.execute("DELETE FROM _plaza_changes WHERE seq <= ?", [cutoff])?;
+        }
+        tx.commit()?;
+        self.bounds = LogBounds { oldest_seq: self.bounds.oldest_seq.max(cutoff + 1), last_seq };
+        Ok(GroupCommitted { results, bounds: self.bounds })
+    }
+}
+
+pub fn now_rfc3339() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+fn entity_def<'m>(manifest: &'m AppManifest, name: &str) -> Result<&'m crate::manifest::EntityDef> {
+    manifest.entity(name).ok_or_else(|| PlazaError::UnknownEntity(name.to_string()))
+}
+
+fn apply(conn: &Connection, manifest: &AppManifest, op: WriteOp, now: &str) -> Result<Change> {
+    let (entity, row_id, kind, data) = match op {
+        WriteOp::Insert { entity, row, guard } => {
+            let def = entity_def(manifest, &entity)?;
+            let id = row.id.clone().unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
+            let created = row.created_at.clone().unwrap_or_else(|| now.to_string());
+            let updated = row.updated_at.clone().unwrap_or_else(|| created.clone());
+            let mut data = Row::new();
+            data.insert("id".into(), id.clone().into());
+            data.insert("createdAt".into(), created.clone().into());
+            data.insert("updatedAt".into(), updated.clone().into());
+            for f in &def.fields {
+                let v = row.values.iter().find(|(n, _)| *n == f.name).map(|(_, v)| v);
+                data.insert(f.name.clone(), v.map_or(serde_json::Value::Null, |v| rows::sql_to_row_value(def, &f.name, v)));
+            }
+            if let Some(guard) = guard {
+                guard(None, Some(&data))?;
+            }
+            let mut cols = vec!["\"id\"".to_string(), "\"createdAt\"".into(), "\"updatedAt\"".into()];
+            let mut vals = vec![SqlValue::Text(id.clone()), SqlValue::Text(created), SqlValue::Text(updated)];
+            for (name, v) in row.values {
+                cols.push(format!("\"{name}\""));
+                vals.push(v);
+            }
+            let sql = format!(
+                "INSERT INTO \"{entity}\" ({}) VALUES ({})",
+                cols.join(","),
+                vec!["?"; cols.len()].join(",")
+            );
+            conn.prepare_cached(&sql)?.execute(params_from_iter(vals)).map_err(|e| match PlazaError::from(e) {
+                PlazaError::Conflict(m) if m.contains(&format!("{entity}.id")) => {
+                    PlazaError::Conflict(format!("{entity} '{id}' already exists"))
+                }
+                PlazaError::Conflict(m) => PlazaError::Conflict(format!("{m} (unique field already has this value)")),
+                other => other,
+            })?;
+            (entity, id, ChangeKind::Insert, Some(data))
+        }
+        WriteOp::Update { entity, id, values, guard } => {
+            let def = entity_def(manifest, &entity)?;
+            let old = read_row(conn, def, &id)?.ok_or_else(|| not_found(&entity, &id))?;
+            let mut new = old.clone();
+            for (name, v) in &values {
+                new.insert(name.clone(), rows::sql_to_row_value(def, name, v));
+            }
+            new.insert("updatedAt".into(), now.into());
+            if let Some(guard) = guard {
+                guard(Some(&old), Some(&new))?;
+            }
+            let mut sets = vec!["\"updatedAt\" = ?".to_string()];
+            let mut vals = vec![SqlValue::Text(now.to_string())];
+            for (name, v) in values {
+                sets.push(format!("\"{name}\" = ?"));
+                vals.push(v);
+            }
+            vals.push(SqlValue::Text(id.clone()));
+            let sql = format!("UPDATE \"{entity}\" SET {} WHERE id = ?", sets.join(", "));
+            conn.prepare_cached(&sql)?.execute(params_from_iter(vals))?;
+            (entity, id, ChangeKind::Update, Some(new))
+        }
+        WriteOp::Delete { entity, id, guard } => {
+            let def = entity_def(manifest, &entity)?;
+            let old = read_row(conn, def, &id)?.ok_or_else(|| not_found(&entity, &id))?;
+            if let Some(guard) = guard {
+                guard(Some(&old), None)?;
+            }
+            conn.prepare_cached(&format!("DELETE FROM \"{entity}\" WHERE id = ?"))?.execute([&id])?;
+            (entity, id, ChangeKind::Delete, None)
+        }
+    };
+    let payload = data.as_ref().map(|d| serde_json::Value::Object(d.clone()).to_string());
+    conn.prepare_cached("INSERT INTO _plaza_changes (entity, row_id, kind, data, ts) VALUES (?,?,?,?,?)")?
+        .execute(rusqlite::params![entity, row_id, kind.as_str(), payload, now])?;
+    Ok(Change { seq: conn.last_insert_rowid(), entity, row_id, kind, data, timestamp: now.to_string() })
+}
+
+fn not_found(entity: &str, id: &str) -> PlazaError {
+    PlazaError::NotFound(format!("{entity} '{id}' not found"))
+}
+
+pub fn read_row(conn: &Connection, def: &crate::manifest::EntityDef, id: &str) -> Result<Option<Row>> {
+    let sql = format!("SELECT {} FROM \"{}\" WHERE id = ?", rows::select_list(def), def.name);
+    Ok(conn.prepare_cached(&sql)?.query_row([id], |r| rows::from_sql_row(def, r)).optional()?)
+}
