@@ -1,1 +1,173 @@
+//! The Plaza server: configuration, HTTP routes and middleware over the subsystems in
+//! `plaza-actors`. `main.rs` and every test build the app the same way:
+//!
+//! ```ignore
+//! let state = plaza::build_state(config)?;
+//! HttpServer::new(move || App::new().configure(plaza::configure(state.clone())))
+//! ```
 
+pub mod config;
+pub mod error;
+pub mod extract;
+pub mod http;
+pub mod metrics;
+pub mod middleware;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use actix_cors::Cors;
+use actix_governor::Governor;
+use actix_web::middleware::{from_fn, Condition, DefaultHeaders};
+use actix_web::web;
+use plaza_actors::store::{Durability, StoreOptions};
+use plaza_actors::{AppManifest, Subsystems};
+
+use crate::config::Config;
+use crate::error::ApiError;
+
+/// Everything a request handler can reach. Subsystem state lives in the actors behind
+/// `plaza`; this only holds their addresses, settings and counters.
+pub struct AppState {
+    pub config: Config,
+    pub plaza: Subsystems,
+    pub metrics: metrics::Metrics,
+    pub started: Instant,
+    /// Set on SIGTERM: `/ready` answers 503 while in-flight work finishes.
+    pub draining: AtomicBool,
+    rate_limit: middleware::rate_limit::Limiter,
+    /// Keeps the `--in-memory` scratch database alive exactly as long as the app.
+    _scratch: Option<tempfile::TempDir>,
+}
+
+impl AppState {
+    pub fn entity(&self, name: &str) -> Result<&plaza_actors::manifest::EntityDef, ApiError> {
+        Ok(self.plaza.reader.entity(name)?)
+    }
+
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::SeqCst)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("manifest {path}: {source}")]
+    Manifest { path: String, source: plaza_actors::PlazaError },
+    #[error("database {path}: {source}")]
+    Store { path: String, source: plaza_actors::PlazaError },
+    #[error("{0}")]
+    Other(String),
+}
+
+/// Loads the manifest named by the config (a missing file is an empty app).
+pub fn load_manifest(config: &Config) -> Result<AppManifest, StartError> {
+    let path = config.manifest.display().to_string();
+    match AppManifest::load(&config.manifest) {
+        Ok(Some(m)) => {
+            tracing::info!(manifest = %path, entities = m.entities.len(), "loaded manifest");
+            Ok(m)
+        }
+        Ok(None) => {
+            tracing::info!(manifest = %path, "no manifest found; starting with an empty app");
+            Ok(AppManifest::default())
+        }
+        Err(source) => Err(StartError::Manifest { path, source }),
+    }
+}
+
+/// Builds the app from its config: manifest, database, actors. Runs inside an actix System.
+pub fn build_state(config: Config) -> Result<web::Data<AppState>, StartError> {
+    let manifest = load_manifest(&config)?;
+    build_state_with(config, manifest)
+}
+
+/// As [`build_state`], with a manifest given directly (tests, `plaza bench`).
+pub fn build_state_with(config: Config, manifest: AppManifest) -> Result<web::Data<AppState>, StartError> {
+    manifest.validate().map_err(|source| StartError::Manifest { path: "(given)".into(), source })?;
+    config.validate().map_err(StartError::Other)?;
+    let (path, scratch) = if config.in_memory {
+        let dir = tempfile::tempdir().map_err(|e| StartError::Other(format!("cannot create scratch dir: {e}")))?;
+        (dir.path().join("plaza.db"), Some(dir))
+    } else {
+        (config.db.clone(), None)
+    };
+    let options = StoreOptions {
+        path: path.clone(),
+        changelog_retain: config.changelog_retain,
+        durability: if config.durability == "full" { Durability::Full } else { Durability::Normal },
+        read_pool_size: config.read_pool,
+    };
+    let plaza = plaza_actors::start(options, manifest)
+        .map_err(|source| StartError::Store { path: path.display().to_string(), source })?;
+    let metrics = metrics::Metrics::new().map_err(|e| StartError::Other(e.to_string()))?;
+    let rate_limit = middleware::rate_limit::limiter(&config).map_err(StartError::Other)?;
+    Ok(web::Data::new(AppState {
+        config,
+        plaza,
+        metrics,
+        started: Instant::now(),
+        draining: AtomicBool::new(false),
+        rate_limit,
+        _scratch: scratch,
+    }))
+}
+
+fn cors(config: &Config) -> Cors {
+    if config.dev_mode {
+        return Cors::permissive();
+    }
+    config
+        .cors_origins
+        .iter()
+        .fold(Cors::default(), |cors, origin| cors.allowed_origin(origin))
+        .allow_any_method()
+        .allow_any_header()
+        .supports_credentials()
+        .max_age(3600)
+}
+
+/// Sent when the request had no Origin to echo, so every response carries the header: `*` in
+/// dev mode, the one configured origin otherwise.
+fn default_allow_origin(config: &Config) -> Option<String> {
+    match (config.dev_mode, config.cors_origins.as_slice()) {
+        (true, _) => Some("*".into()),
+        (false, [only]) => Some(only.clone()),
+        _ => None,
+    }
+}
+
+/// Registers every route and middleware of the app on `cfg`.
+pub fn configure(state: web::Data<AppState>) -> impl FnOnce(&mut web::ServiceConfig) {
+    move |cfg| {
+        let mut headers = DefaultHeaders::new()
+            .add(("X-Content-Type-Options", "nosniff"))
+            .add(("X-Frame-Options", "DENY"));
+        if let Some(origin) = default_allow_origin(&state.config) {
+            headers = headers.add(("Access-Control-Allow-Origin", origin));
+        }
+        let limiter = &state.rate_limit;
+        // `wrap` order: the last one runs first.
+        let scope = web::scope("")
+            .wrap(from_fn(middleware::csrf::check))
+            .wrap(Condition::new(limiter.enabled, Governor::new(&limiter.config)))
+            .wrap(cors(&state.config))
+            .wrap(headers)
+            .wrap(from_fn(middleware::request_log::record))
+            .wrap(tracing_actix_web::TracingLogger::default())
+            .configure(http::routes)
+            .default_service(web::to(http::route_not_found));
+        cfg.app_data(state.clone()).service(scope);
+    }
+}
+
+
+impl AppState {
+    /// Commits `ops` all-or-nothing through the Writer; answers after the commit.
+    pub async fn write(
+        &self,
+        ops: Vec<plaza_actors::store::writer::WriteOp>,
+    ) -> Result<Vec<plaza_actors::changelog::Change>, ApiError> {
+        Ok(self.plaza.writer.send(plaza_actors::store::writer::Write(ops)).await??)
+    }
+}

@@ -1,1 +1,115 @@
-fn main() {}
+//! The `plaza` command: serve (default), check, backup, restore.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use actix_web::{App, HttpServer};
+use clap::Parser;
+use plaza::config::{Cli, Command, Config};
+use tracing_subscriber::EnvFilter;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(EnvFilter::try_from_env("PLAZA_LOG").unwrap_or_else(|_| EnvFilter::new("info")))
+        .with_target(false)
+        .init();
+    let config = match Config::from_args(&cli.serve) {
+        Ok(c) => c,
+        Err(e) => return fail(&e),
+    };
+    let outcome = match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => actix_web::rt::System::new().block_on(serve(config)),
+        Command::Check => check(&config),
+        Command::Backup { out } => plaza_actors::store::backup(&config.db, &out)
+            .map(|()| println!("backed up {} to {}", config.db.display(), out.display()))
+            .map_err(|e| e.to_string()),
+        Command::Restore { input } => plaza_actors::store::restore(&input, &config.db)
+            .map(|()| println!("restored {} from {}", config.db.display(), input.display()))
+            .map_err(|e| e.to_string()),
+    };
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => fail(&e),
+    }
+}
+
+fn fail(message: &str) -> ExitCode {
+    tracing::error!("{message}");
+    eprintln!("plaza: {message}");
+    ExitCode::FAILURE
+}
+
+fn check(config: &Config) -> Result<(), String> {
+    let manifest = plaza::load_manifest(config).map_err(|e| e.to_string())?;
+    println!(
+        "{}: ok ({} entities, {} policies)",
+        config.manifest.display(),
+        manifest.entities.len(),
+        manifest.policies.len()
+    );
+    Ok(())
+}
+
+async fn serve(config: Config) -> Result<(), String> {
+    let state = plaza::build_state(config.clone()).map_err(|e| e.to_string())?;
+    let app_state = state.clone();
+    let mut server = HttpServer::new(move || App::new().configure(plaza::configure(app_state.clone())))
+        .disable_signals()
+        .shutdown_timeout(config.drain_secs);
+    if let Some(workers) = config.workers {
+        server = server.workers(workers.max(1));
+    }
+    let server = server.bind((config.host.as_str(), config.port)).map_err(|e| {
+        format!("cannot listen on {}:{}: {e}", config.host, config.port)
+    })?;
+    for addr in server.addrs() {
+        tracing::info!("listening on {addr}");
+    }
+    let server = server.run();
+    let handle = server.handle();
+    let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
+    start_watchdog();
+    actix_web::rt::spawn(async move {
+        wait_for_shutdown_signal().await;
+        tracing::info!(drain_secs = config.drain_secs, "shutting down: draining in-flight requests");
+        state.draining.store(true, std::sync::atomic::Ordering::SeqCst);
+        let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
+        handle.stop(true).await;
+    });
+    server.await.map_err(|e| e.to_string())?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// systemd's watchdog (WatchdogSec=): ping at half the interval it asks for.
+fn start_watchdog() {
+    let mut usec = 0;
+    if sd_notify::watchdog_enabled(false, &mut usec) && usec > 0 {
+        let every = Duration::from_micros(usec / 2);
+        actix_web::rt::spawn(async move {
+            let mut ticker = actix_web::rt::time::interval(every);
+            loop {
+                ticker.tick().await;
+                let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Watchdog]);
+            }
+        });
+    }
+}
+
+async fn wait_for_shutdown_signal() {
+    use actix_web::rt::signal::unix::{signal, SignalKind};
+    match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+        (Ok(mut term), Ok(mut int)) => {
+            tokio_select(term.recv(), int.recv()).await;
+        }
+        _ => {
+            let _ = actix_web::rt::signal::ctrl_c().await;
+        }
+    }
+}
+
+/// Resolves when either future does.
+async fn tokio_select<A: std::future::Future, B: std::future::Future>(a: A, b: B) {
+    futures_util::future::select(std::pin::pin!(a), std::pin::pin!(b)).await;
+}

@@ -75,3 +75,25 @@ pub fn open(options: &StoreOptions, manifest: Arc<AppManifest>) -> Result<Opened
         .map_err(|e| PlazaError::Unavailable(format!("cannot open read pool: {e}")))?;
     Ok(OpenedStore { reader: Reader::new(pool, manifest), bounds })
 }
+
+/// Copies the live database at `from` to `to` with SQLite's online backup API: consistent
+/// while a server keeps writing, in small steps so the server is never blocked for long.
+pub fn backup(from: &Path, to: &Path) -> Result<()> {
+    let src = Connection::open_with_flags(from, OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+    let mut dst = Connection::open(to)?;
+    rusqlite::backup::Backup::new(&src, &mut dst)?.run_to_completion(256, Duration::from_millis(5), None)?;
+    Ok(())
+}
+
+/// Replaces the database at `to` with the backup `from` (server stopped). The backup is checked
+/// first, so a bad file never replaces a good database.
+pub fn restore(from: &Path, to: &Path) -> Result<()> {
+    let src = Connection::open_with_flags(from, OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+    let check: String = src.query_row("PRAGMA quick_check", [], |r| r.get(0))?;
+    if check != "ok" {
+        return Err(PlazaError::Validation(format!("{} is not a sound database: {check}", from.display())));
+    }
+    let mut dst = Connection::open(to)?;
+    rusqlite::backup::Backup::new(&src, &mut dst)?.run_to_completion(256, Duration::from_millis(0), None)?;
+    Ok(())
+}

@@ -1,0 +1,220 @@
+//! One typed configuration, built in layers: defaults < config file (`--config`, TOML) <
+//! `PLAZA_*` environment < command-line flags. Every limit has a named default here, and
+//! `plaza --help` shows each one.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+use serde::Deserialize;
+
+pub const DEFAULT_PORT: u16 = 4321;
+pub const DEFAULT_DB: &str = "plaza.db";
+pub const DEFAULT_MANIFEST: &str = "plaza.json";
+pub const DEFAULT_MAX_BODY_BYTES: usize = 10 * 1024 * 1024;
+pub const DEFAULT_RATE_LIMIT_MAX: u64 = 6_000;
+pub const DEFAULT_RATE_LIMIT_WINDOW_SECS: u64 = 60;
+pub const DEFAULT_CHANGELOG_RETAIN: i64 = 100_000;
+pub const DEFAULT_DRAIN_SECS: u64 = 10;
+pub const DEFAULT_READ_POOL: u32 = 8;
+
+#[derive(Debug, Parser)]
+#[command(name = "plaza", version, about = "Plaza: a realtime backend in one binary (HTTP + WebSocket on SQLite)")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub serve: ServeArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the server (the default when no command is given).
+    Serve,
+    /// Validate the manifest and exit: 0 when it is valid, 1 with every problem listed.
+    Check,
+    /// Copy the live database to OUT with SQLite's online backup API (safe while serving).
+    Backup { out: PathBuf },
+    /// Replace the database with the backup IN (run while the server is stopped).
+    Restore { input: PathBuf },
+}
+
+/// Flags; each also reads its `PLAZA_*` variable. Unset ones fall back to the config file,
+/// then to the default shown.
+#[derive(Debug, Args, Default)]
+pub struct ServeArgs {
+    /// TOML config file with any of the settings below (snake_case keys).
+    #[arg(long, env = "PLAZA_CONFIG", global = true)]
+    pub config: Option<PathBuf>,
+    /// Port for HTTP, WebSocket and SSE; 0 picks a free port. [default: 4321]
+    #[arg(long, env = "PLAZA_PORT", global = true)]
+    pub port: Option<u16>,
+    /// Address to bind. [default: 127.0.0.1]
+    #[arg(long, env = "PLAZA_HOST", global = true)]
+    pub host: Option<String>,
+    /// SQLite database file. [default: plaza.db]
+    #[arg(long, env = "PLAZA_DB", global = true)]
+    pub db: Option<PathBuf>,
+    /// App manifest (JSON or TOML); a missing file means an empty app. [default: plaza.json]
+    #[arg(long, env = "PLAZA_MANIFEST", global = true)]
+    pub manifest: Option<PathBuf>,
+    /// Throwaway database deleted on exit (tests, demos).
+    #[arg(long, env = "PLAZA_IN_MEMORY", global = true, num_args = 0..=1, default_missing_value = "true", value_parser = parse_bool)]
+    pub in_memory: Option<bool>,
+    /// Bearer token that grants admin (bulk ops, export/import, rate-limit exemption).
+    #[arg(long, env = "PLAZA_ADMIN_TOKEN", global = true, hide_env_values = true)]
+    pub admin_token: Option<String>,
+    /// Development mode: any CORS origin, any present Origin passes CSRF. [default: false]
+    #[arg(long, env = "PLAZA_DEV_MODE", global = true, num_args = 0..=1, default_missing_value = "true", value_parser = parse_bool)]
+    pub dev_mode: Option<bool>,
+    /// Allowed CORS origins, comma separated; `*` only in dev mode. [default: none]
+    #[arg(long, env = "PLAZA_CORS_ORIGIN", global = true)]
+    pub cors_origin: Option<String>,
+    /// Origins accepted by the CSRF check, comma separated. [default: the CORS origins]
+    #[arg(long, env = "PLAZA_CSRF_ORIGINS", global = true)]
+    pub csrf_origins: Option<String>,
+    /// Largest request body in bytes; larger ones get 413. [default: 10485760]
+    #[arg(long, env = "PLAZA_MAX_BODY_BYTES", global = true)]
+    pub max_body_bytes: Option<usize>,
+    /// Requests per client (token, else IP) per window; 0 turns limiting off. [default: 6000]
+    #[arg(long, env = "PLAZA_RATE_LIMIT_MAX", global = true)]
+    pub rate_limit_max: Option<u64>,
+    /// Rate-limit window in seconds. [default: 60]
+    #[arg(long, env = "PLAZA_RATE_LIMIT_WINDOW", global = true)]
+    pub rate_limit_window: Option<u64>,
+    /// Change-log events kept for sync pulls and resumes. [default: 100000]
+    #[arg(long, env = "PLAZA_CHANGELOG_RETAIN", global = true)]
+    pub changelog_retain: Option<i64>,
+    /// `normal` (survives a crash of the process) or `full` (fsync every commit). [default: normal]
+    #[arg(long, env = "PLAZA_DURABILITY", global = true)]
+    pub durability: Option<String>,
+    /// Read connections in the pool. [default: 8]
+    #[arg(long, env = "PLAZA_READ_POOL", global = true)]
+    pub read_pool: Option<u32>,
+    /// Seconds to drain on SIGTERM before exiting. [default: 10]
+    #[arg(long, env = "PLAZA_DRAIN_SECS", global = true)]
+    pub drain_secs: Option<u64>,
+    /// HTTP worker threads. [default: number of cores]
+    #[arg(long, env = "PLAZA_WORKERS", global = true)]
+    pub workers: Option<usize>,
+}
+
+fn parse_bool(s: &str) -> Result<bool, String> {
+    match s.to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "on" => Ok(true),
+        "0" | "false" | "no" | "off" | "" => Ok(false),
+        _ => Err(format!("expected true/false or 1/0, got '{s}'")),
+    }
+}
+
+/// The settings every part of the server reads.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    pub port: u16,
+    pub host: String,
+    pub db: PathBuf,
+    pub manifest: PathBuf,
+    pub in_memory: bool,
+    pub admin_token: Option<String>,
+    pub dev_mode: bool,
+    pub cors_origins: Vec<String>,
+    pub csrf_origins: Vec<String>,
+    pub max_body_bytes: usize,
+    pub rate_limit_max: u64,
+    pub rate_limit_window_secs: u64,
+    pub changelog_retain: i64,
+    pub durability: String,
+    pub read_pool: u32,
+    pub drain_secs: u64,
+    pub workers: Option<usize>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            port: DEFAULT_PORT,
+            host: "127.0.0.1".into(),
+            db: DEFAULT_DB.into(),
+            manifest: DEFAULT_MANIFEST.into(),
+            in_memory: false,
+            admin_token: None,
+            dev_mode: false,
+            cors_origins: Vec::new(),
+            csrf_origins: Vec::new(),
+            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            rate_limit_max: DEFAULT_RATE_LIMIT_MAX,
+            rate_limit_window_secs: DEFAULT_RATE_LIMIT_WINDOW_SECS,
+            changelog_retain: DEFAULT_CHANGELOG_RETAIN,
+            durability: "normal".into(),
+            read_pool: DEFAULT_READ_POOL,
+            drain_secs: DEFAULT_DRAIN_SECS,
+            workers: None,
+        }
+    }
+}
+
+fn split_list(s: &str) -> Vec<String> {
+    s.split(',').map(str::trim).filter(|s| !s.is_empty()).map(String::from).collect()
+}
+
+impl Config {
+    /// Defaults, then the config file, then env and flags (clap has already merged those two).
+    pub fn from_args(args: &ServeArgs) -> Result<Config, String> {
+        let mut c = match &args.config {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+                toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?
+            }
+            None => Config::default(),
+        };
+        macro_rules! layer {
+            ($($field:ident <- $arg:ident),*) => { $( if let Some(v) = args.$arg.clone() { c.$field = v; } )* };
+        }
+        layer!(port <- port, host <- host, db <- db, manifest <- manifest, in_memory <- in_memory,
+               dev_mode <- dev_mode, max_body_bytes <- max_body_bytes, rate_limit_max <- rate_limit_max,
+               rate_limit_window_secs <- rate_limit_window, changelog_retain <- changelog_retain,
+               durability <- durability, read_pool <- read_pool, drain_secs <- drain_secs);
+        if args.admin_token.is_some() {
+            c.admin_token = args.admin_token.clone().filter(|t| !t.is_empty());
+        }
+        if args.workers.is_some() {
+            c.workers = args.workers;
+        }
+        if let Some(o) = &args.cors_origin {
+            c.cors_origins = split_list(o);
+        }
+        if let Some(o) = &args.csrf_origins {
+            c.csrf_origins = split_list(o);
+        }
+        c.validate()?;
+        Ok(c)
+    }
+
+    /// Settings that would make a running server unsafe or useless refuse to start.
+    pub fn validate(&self) -> Result<(), String> {
+        if !self.dev_mode && self.cors_origins.iter().any(|o| o == "*") {
+            return Err("PLAZA_CORS_ORIGIN='*' is only allowed with PLAZA_DEV_MODE=1; list your origins".into());
+        }
+        if self.changelog_retain < 1 {
+            return Err("PLAZA_CHANGELOG_RETAIN must be at least 1".into());
+        }
+        if self.rate_limit_max > 0 && self.rate_limit_window_secs == 0 {
+            return Err("PLAZA_RATE_LIMIT_WINDOW must be at least 1 second".into());
+        }
+        if !matches!(self.durability.as_str(), "normal" | "full") {
+            return Err(format!("PLAZA_DURABILITY must be 'normal' or 'full', got '{}'", self.durability));
+        }
+        Ok(())
+    }
+
+    /// Origins a cookie/anonymous state-changing request may come from.
+    pub fn csrf_allows(&self, origin: &str) -> bool {
+        let list = if self.csrf_origins.is_empty() { &self.cors_origins } else { &self.csrf_origins };
+        self.dev_mode || list.iter().any(|o| o == origin || o == "*")
+    }
+
+    /// A config for tests: in-memory, dev mode off, no rate limit unless a test sets one.
+    pub fn for_tests() -> Config {
+        Config { in_memory: true, rate_limit_max: 0, ..Config::default() }
+    }
+}

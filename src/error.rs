@@ -1,0 +1,119 @@
+//! `ApiError`: every failure a client can see, mapped to its status and the JSON body
+//! `{"error":{"code","message"}}` in exactly one place.
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, ResponseError};
+use plaza_actors::PlazaError;
+use serde_json::json;
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum ApiError {
+    #[error(transparent)]
+    Plaza(#[from] PlazaError),
+    #[error("request body is not valid JSON: {0}")]
+    InvalidJson(String),
+    #[error("no route for {0}")]
+    RouteNotFound(String),
+    #[error("method {0} is not allowed here")]
+    MethodNotAllowed(String),
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{0}")]
+    Unauthorized(String),
+    #[error("this endpoint needs the admin token (Authorization: Bearer $PLAZA_ADMIN_TOKEN)")]
+    AdminRequired,
+    #[error("state-changing request without a bearer token needs an allowed Origin header")]
+    Csrf,
+    #[error("request body exceeds {0} bytes")]
+    PayloadTooLarge(usize),
+    #[error("rate limit exceeded; retry in {0} s")]
+    RateLimited(u64),
+}
+
+impl ApiError {
+    pub fn code(&self) -> &'static str {
+        match self {
+            ApiError::Plaza(e) => match e {
+                PlazaError::UnknownEntity(_) => "UNKNOWN_ENTITY",
+                PlazaError::Validation(_) => "VALIDATION",
+                PlazaError::Conflict(_) => "CONFLICT",
+                PlazaError::NotFound(_) => "NOT_FOUND",
+                PlazaError::Forbidden(_) => "FORBIDDEN",
+                PlazaError::ResyncRequired { .. } => "RESYNC_REQUIRED",
+                PlazaError::Unavailable(_) => "UNAVAILABLE",
+                PlazaError::Internal(_) => "INTERNAL",
+            },
+            ApiError::InvalidJson(_) => "INVALID_JSON",
+            ApiError::RouteNotFound(_) => "ROUTE_NOT_FOUND",
+            ApiError::MethodNotAllowed(_) => "METHOD_NOT_ALLOWED",
+            ApiError::BadRequest(_) => "BAD_REQUEST",
+            ApiError::Unauthorized(_) => "UNAUTHORIZED",
+            ApiError::AdminRequired => "FORBIDDEN",
+            ApiError::Csrf => "CSRF",
+            ApiError::PayloadTooLarge(_) => "PAYLOAD_TOO_LARGE",
+            ApiError::RateLimited(_) => "RATE_LIMITED",
+        }
+    }
+
+    pub fn body(&self) -> serde_json::Value {
+        let mut error = json!({"code": self.code(), "message": self.to_string()});
+        if let ApiError::Plaza(PlazaError::ResyncRequired { oldest_seq, last_seq }) = self {
+            // Also at the top level, where sync clients look for where to restart.
+            error["oldest_seq"] = json!(oldest_seq);
+            error["last_seq"] = json!(last_seq);
+            return json!({ "error": error, "oldest_seq": oldest_seq });
+        }
+        json!({ "error": error })
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            ApiError::Plaza(e) => match e {
+                PlazaError::UnknownEntity(_) | PlazaError::NotFound(_) => StatusCode::NOT_FOUND,
+                PlazaError::Validation(_) => StatusCode::BAD_REQUEST,
+                PlazaError::Conflict(_) => StatusCode::CONFLICT,
+                PlazaError::Forbidden(_) => StatusCode::FORBIDDEN,
+                PlazaError::ResyncRequired { .. } => StatusCode::GONE,
+                PlazaError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+                PlazaError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            },
+            ApiError::InvalidJson(_) | ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::RouteNotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::AdminRequired | ApiError::Csrf => StatusCode::FORBIDDEN,
+            ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let status = self.status_code();
+        if status.is_server_error() {
+            tracing::error!(error = %self, "request failed");
+        }
+        let mut resp = HttpResponse::build(status);
+        if let ApiError::RateLimited(secs) = self {
+            resp.insert_header(("Retry-After", secs.to_string()));
+        }
+        resp.json(self.body())
+    }
+}
+
+/// Blocking-pool failures (the closure panicked or the pool is shut down).
+impl From<actix_web::error::BlockingError> for ApiError {
+    fn from(_: actix_web::error::BlockingError) -> Self {
+        ApiError::Plaza(PlazaError::Unavailable("blocking pool unavailable".into()))
+    }
+}
+
+impl From<actix::MailboxError> for ApiError {
+    fn from(e: actix::MailboxError) -> Self {
+        ApiError::Plaza(e.into())
+    }
+}
+
+pub type ApiResult<T = HttpResponse> = Result<T, ApiError>;

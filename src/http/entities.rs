@@ -1,0 +1,173 @@
+//! Entity CRUD, list, cursor pagination and `POST /api/query/:Entity`.
+
+use std::collections::HashMap;
+
+use actix_web::{web, HttpResponse};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use plaza_actors::manifest::{EntityDef, FieldType};
+use plaza_actors::query::{self, Query, DEFAULT_LIST_LIMIT, MAX_LIMIT};
+use plaza_actors::rows;
+use plaza_actors::store::writer::WriteOp;
+use plaza_actors::PlazaError;
+use serde_json::{json, Map, Value};
+
+use super::resource;
+use crate::error::{ApiError, ApiResult};
+use crate::extract::{Auth, JsonBody};
+use crate::AppState;
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(resource("/api/entities/{entity}").route(web::get().to(list)).route(web::post().to(create)))
+        .service(resource("/api/entities/{entity}/cursor").route(web::get().to(cursor)))
+        .service(
+            resource("/api/entities/{entity}/{id}")
+                .route(web::get().to(get))
+                .route(web::patch().to(update))
+                .route(web::delete().to(delete)),
+        )
+        .service(resource("/api/query/{entity}").route(web::post().to(query)));
+}
+
+type Params = web::Query<HashMap<String, String>>;
+
+async fn create(state: web::Data<AppState>, entity: web::Path<String>, _auth: Auth, JsonBody(body): JsonBody) -> ApiResult {
+    let def = state.entity(&entity)?;
+    let row = rows::validate_insert(def, &body, false)?;
+    let changes = state.write(vec![WriteOp::Insert { entity: def.name.clone(), row, guard: None }]).await?;
+    Ok(HttpResponse::Created().json(json!({ "id": changes[0].row_id })))
+}
+
+async fn get(state: web::Data<AppState>, path: web::Path<(String, String)>, _auth: Auth) -> ApiResult {
+    let (entity, id) = path.into_inner();
+    state.entity(&entity)?;
+    let reader = state.plaza.reader.clone();
+    let (e, i) = (entity.clone(), id.clone());
+    let row = web::block(move || reader.get(&e, &i)).await??.ok_or_else(|| not_found(&entity, &id))?;
+    Ok(HttpResponse::Ok().json(row))
+}
+
+async fn update(
+    state: web::Data<AppState>,
+    path: web::Path<(String, String)>,
+    _auth: Auth,
+    JsonBody(body): JsonBody,
+) -> ApiResult {
+    let (entity, id) = path.into_inner();
+    let def = state.entity(&entity)?;
+    if body.get("id").is_some_and(|v| v.as_str() != Some(id.as_str())) {
+        return Err(PlazaError::Validation("id in the body does not match the path".into()).into());
+    }
+    let values = rows::validate_patch(def, &body)?;
+    let changes = state.write(vec![WriteOp::Update { entity, id, values, guard: None }]).await?;
+    Ok(HttpResponse::Ok().json(changes.into_iter().next().and_then(|c| c.data)))
+}
+
+async fn delete(state: web::Data<AppState>, path: web::Path<(String, String)>, _auth: Auth) -> ApiResult {
+    let (entity, id) = path.into_inner();
+    state.entity(&entity)?;
+    state.write(vec![WriteOp::Delete { entity, id, guard: None }]).await?;
+    Ok(HttpResponse::Ok().json(json!({ "deleted": true })))
+}
+
+async fn list(state: web::Data<AppState>, entity: web::Path<String>, params: Params, _auth: Auth) -> ApiResult {
+    let def = state.entity(&entity)?;
+    let q = list_query(def, &params)?;
+    let (limit, offset) = (q.limit_or(DEFAULT_LIST_LIMIT), q.offset.unwrap_or(0));
+    let reader = state.plaza.reader.clone();
+    let data = web::block(move || reader.query(&entity, &q, DEFAULT_LIST_LIMIT)).await??;
+    Ok(HttpResponse::Ok().json(json!({ "count": data.len(), "data": data, "offset": offset, "limit": limit })))
+}
+
+async fn cursor(state: web::Data<AppState>, entity: web::Path<String>, params: Params, _auth: Auth) -> ApiResult {
+    state.entity(&entity)?;
+    let limit = match params.get("limit") {
+        Some(l) => parse_param::<i64>("limit", l)?.clamp(1, MAX_LIMIT),
+        None => DEFAULT_LIST_LIMIT,
+    };
+    let after = params.get("after").filter(|a| !a.is_empty()).map(|a| decode_cursor(a)).transpose()?;
+    let filter = query::Filter::everything();
+    let reader = state.plaza.reader.clone();
+    let (data, has_more) = web::block(move || reader.page_after(&entity, &filter, after.as_deref(), limit)).await??;
+    let next_cursor = match (has_more, data.last()) {
+        (true, Some(last)) => last.get("id").and_then(Value::as_str).map(encode_cursor),
+        _ => None,
+    };
+    Ok(HttpResponse::Ok().json(json!({ "data": data, "next_cursor": next_cursor, "has_more": has_more })))
+}
+
+async fn query(state: web::Data<AppState>, entity: web::Path<String>, _auth: Auth, JsonBody(body): JsonBody) -> ApiResult {
+    let def = state.entity(&entity)?;
+    let q = Query::parse(def, &body)?;
+    let reader = state.plaza.reader.clone();
+    let rows = web::block(move || reader.query(&entity, &q, MAX_LIMIT)).await??;
+    Ok(HttpResponse::Ok().json(rows))
+}
+
+fn not_found(entity: &str, id: &str) -> PlazaError {
+    PlazaError::NotFound(format!("{entity} '{id}' not found"))
+}
+
+fn encode_cursor(id: &str) -> String {
+    URL_SAFE_NO_PAD.encode(id)
+}
+
+fn decode_cursor(c: &str) -> Result<String, ApiError> {
+    URL_SAFE_NO_PAD
+        .decode(c)
+        .ok()
+        .and_then(|b| String::from_utf8(b).ok())
+        .ok_or_else(|| PlazaError::Validation("invalid cursor".into()).into())
+}
+
+fn parse_param<T: std::str::FromStr>(name: &str, v: &str) -> Result<T, ApiError> {
+    v.parse().map_err(|_| PlazaError::Validation(format!("{name} must be a number, got '{v}'")).into())
+}
+
+/// List parameters → the same `Query` the filter language builds: `limit`, `offset`, `order`,
+/// `filter` (URL-encoded filter JSON), and `field=value` equality on any other parameter.
+fn list_query(def: &EntityDef, params: &HashMap<String, String>) -> Result<Query, ApiError> {
+    let mut filter = Map::new();
+    if let Some(f) = params.get("filter") {
+        let parsed: Value = serde_json::from_str(f).map_err(|e| PlazaError::Validation(format!("filter is not JSON: {e}")))?;
+        filter = parsed.as_object().cloned().ok_or_else(|| PlazaError::Validation("filter must be a JSON object".into()))?;
+    }
+    for (name, raw) in params {
+        if matches!(name.as_str(), "limit" | "offset" | "order" | "filter") {
+            continue;
+        }
+        let ty = match def.field(name) {
+            Some(f) => Some(&f.ty),
+            None if def.has_column(name) => None,
+            None => return Err(PlazaError::Validation(format!("unknown field '{name}' for {}", def.name)).into()),
+        };
+        filter.insert(name.clone(), param_value(name, ty, raw)?);
+    }
+    let mut q = Query::parse(def, &Value::Object(filter))?;
+    if let Some(l) = params.get("limit") {
+        q.limit = Some(parse_param::<i64>("limit", l)?.clamp(0, MAX_LIMIT));
+    }
+    if let Some(o) = params.get("offset") {
+        q.offset = Some(parse_param::<i64>("offset", o)?.max(0));
+    }
+    if let Some(o) = params.get("order") {
+        q.order = query::parse_order(def, &Value::String(o.clone()))?;
+    }
+    Ok(q)
+}
+
+/// A query-string value typed by its field: `?done=0`, `?n=5`, `?title=milk`.
+fn param_value(name: &str, ty: Option<&FieldType>, raw: &str) -> Result<Value, ApiError> {
+    let bad = || ApiError::from(PlazaError::Validation(format!("{name}: '{raw}' does not fit the field's type")));
+    Ok(match ty {
+        Some(FieldType::Int) => json!(raw.parse::<i64>().map_err(|_| bad())?),
+        Some(FieldType::Float) => json!(raw.parse::<f64>().map_err(|_| bad())?),
+        Some(FieldType::Bool) => match raw {
+            "1" | "true" => json!(1),
+            "0" | "false" => json!(0),
+            _ => return Err(bad()),
+        },
+        _ if raw == "null" => Value::Null,
+        _ => json!(raw),
+    })
+}

@@ -1,0 +1,43 @@
+//! `GET /api/sync/pull`: the persistent change log after a client's cursor.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use actix_web::{web, HttpResponse};
+use plaza_actors::changelog::{Pull, Pulled};
+use plaza_actors::query::MAX_LIMIT;
+use plaza_actors::PlazaError;
+use serde_json::json;
+
+use super::resource;
+use crate::error::{ApiError, ApiResult};
+use crate::extract::Auth;
+use crate::AppState;
+
+pub const DEFAULT_PULL_LIMIT: usize = 100;
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(resource("/api/sync/pull").route(web::get().to(pull)));
+}
+
+fn number(params: &HashMap<String, String>, name: &str) -> Result<Option<i64>, ApiError> {
+    params
+        .get(name)
+        .map(|v| v.parse::<i64>().map_err(|_| PlazaError::Validation(format!("{name} must be an integer, got '{v}'")).into()))
+        .transpose()
+}
+
+async fn pull(state: web::Data<AppState>, params: web::Query<HashMap<String, String>>, _auth: Auth) -> ApiResult {
+    let since = number(&params, "since")?.unwrap_or(0);
+    let limit = number(&params, "limit")?.map_or(DEFAULT_PULL_LIMIT, |l| l.clamp(1, MAX_LIMIT) as usize);
+    let (changes, has_more) = match state.plaza.changelog.send(Pull { since, limit }).await?? {
+        Pulled::Changes { changes, has_more, .. } => (changes, has_more),
+        Pulled::FromStore { .. } => {
+            let reader = state.plaza.reader.clone();
+            let (changes, has_more) = web::block(move || reader.changes_since(since, limit)).await??;
+            (changes.into_iter().map(Arc::new).collect(), has_more)
+        }
+    };
+    let last_seq = changes.last().map_or(since, |c| c.seq);
+    Ok(HttpResponse::Ok().json(json!({"changes": changes, "cursor": {"last_seq": last_seq}, "has_more": has_more})))
+}

@@ -1,0 +1,82 @@
+//! Request metrics in a per-app Prometheus registry (no process globals, so parallel tests
+//! don't share counters). `/metrics` renders the same families as JSON or Prometheus text.
+
+use prometheus::{HistogramOpts, HistogramVec, IntCounter, IntCounterVec, Opts, Registry};
+
+pub struct Metrics {
+    pub registry: Registry,
+    pub requests_total: IntCounter,
+    pub requests: IntCounterVec,
+    pub latency: HistogramVec,
+}
+
+/// Latency buckets (seconds): fine below 10 ms, where a healthy request lands.
+const LATENCY_BUCKETS: [f64; 14] =
+    [0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0];
+
+impl Metrics {
+    pub fn new() -> Result<Metrics, prometheus::Error> {
+        let registry = Registry::new_custom(Some("plaza".into()), None)?;
+        let requests_total = IntCounter::new("requests_total", "HTTP requests served")?;
+        let requests = IntCounterVec::new(
+            Opts::new("http_requests_total", "HTTP requests by route, method and status"),
+            &["route", "method", "status"],
+        )?;
+        let latency = HistogramVec::new(
+            HistogramOpts::new("http_request_duration_seconds", "HTTP request latency by route")
+                .buckets(LATENCY_BUCKETS.to_vec()),
+            &["route", "method"],
+        )?;
+        registry.register(Box::new(requests_total.clone()))?;
+        registry.register(Box::new(requests.clone()))?;
+        registry.register(Box::new(latency.clone()))?;
+        Ok(Metrics { registry, requests_total, requests, latency })
+    }
+
+    pub fn observe(&self, route: &str, method: &str, status: u16, seconds: f64) {
+        self.requests_total.inc();
+        self.requests.with_label_values(&[route, method, &status.to_string()]).inc();
+        self.latency.with_label_values(&[route, method]).observe(seconds);
+    }
+
+    pub fn prometheus_text(&self) -> String {
+        let encoder = prometheus::TextEncoder::new();
+        encoder.encode_to_string(&self.registry.gather()).unwrap_or_default()
+    }
+
+    /// `{"total": N, "routes": {"GET /path": {"count", "mean_ms", "p50_ms", "p99_ms"}}}`;
+    /// quantiles are read off the histogram buckets (upper bound of the bucket reached).
+    pub fn requests_json(&self) -> serde_json::Value {
+        let mut routes = serde_json::Map::new();
+        for family in self.registry.gather() {
+            if !family.name().ends_with("http_request_duration_seconds") {
+                continue;
+            }
+            for m in family.get_metric() {
+                let label = |n: &str| {
+                    m.get_label().iter().find(|l| l.name() == n).map(|l| l.value().to_string()).unwrap_or_default()
+                };
+                let h = m.get_histogram();
+                let count = h.get_sample_count();
+                let quantile = |q: f64| {
+                    let want = (count as f64 * q).ceil() as u64;
+                    h.get_bucket()
+                        .iter()
+                        .find(|b| b.cumulative_count() >= want)
+                        .map(|b| b.upper_bound() * 1000.0)
+                        .unwrap_or(f64::INFINITY)
+                };
+                routes.insert(
+                    format!("{} {}", label("method"), label("route")),
+                    serde_json::json!({
+                        "count": count,
+                        "mean_ms": if count == 0 { 0.0 } else { h.get_sample_sum() * 1000.0 / count as f64 },
+                        "p50_ms": quantile(0.5),
+                        "p99_ms": quantile(0.99),
+                    }),
+                );
+            }
+        }
+        serde_json::json!({"total": self.requests_total.get(), "routes": routes})
+    }
+}
