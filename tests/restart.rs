@@ -1,0 +1,146 @@
+//! Process-level: the built `plaza` binary on a real database file, killed with SIGKILL and
+//! restarted. Every acknowledged row and change-log seq survives; new seqs continue after them.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+const ADMIN: &str = "restart-admin";
+
+struct Server {
+    child: Child,
+    base: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts `plaza` on port 0 and waits for its `listening on` log line to learn the port.
+fn start(dir: &std::path::Path) -> Server {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_plaza"))
+        .args(["--port", "0", "--admin-token", ADMIN])
+        .arg("--db")
+        .arg(dir.join("plaza.db"))
+        .arg("--manifest")
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/todo/plaza.json"))
+        .env("PLAZA_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn plaza");
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if let Some(addr) = line.split("listening on ").nth(1) {
+                let _ = tx.send(addr.trim().to_string());
+            }
+        }
+    });
+    let addr = rx.recv_timeout(Duration::from_secs(30)).expect("plaza logs `listening on ADDR`");
+    Server { child, base: format!("http://{addr}") }
+}
+
+async fn send(client: &awc::Client, method: &str, url: String, body: Option<Value>) -> (u16, Value) {
+    let req = client
+        .request(method.parse().unwrap(), url)
+        .insert_header(("Authorization", format!("Bearer {ADMIN}")));
+    let mut resp = match body {
+        Some(b) => req.send_json(&b).await,
+        None => req.send().await,
+    }
+    .expect("request");
+    let bytes = resp.body().limit(64 << 20).await.expect("body");
+    (resp.status().as_u16(), serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+}
+
+#[actix_web::test]
+async fn acknowledged_writes_survive_sigkill() {
+    let dir = tempfile::tempdir().unwrap();
+    let client = awc::Client::default();
+    let server = start(dir.path());
+
+    let mut ids = Vec::new();
+    for i in 0..40 {
+        let (status, body) =
+            send(&client, "POST", format!("{}/api/entities/Todo", server.base), Some(json!({"title": format!("t{i}"), "done": false}))).await;
+        assert_eq!(status, 201);
+        ids.push(body["id"].as_str().unwrap().to_string());
+    }
+    let (status, _) = send(&client, "PATCH", format!("{}/api/entities/Todo/{}", server.base, ids[0]), Some(json!({"done": true}))).await;
+    assert_eq!(status, 200);
+    let (_, before) = send(&client, "GET", format!("{}/api/sync/pull?since=0&limit=1000", server.base), None).await;
+    assert_eq!(before["changes"].as_array().unwrap().len(), 41);
+
+    drop(server); // SIGKILL: no shutdown path runs.
+    let server = start(dir.path());
+
+    for id in &ids {
+        let (status, row) = send(&client, "GET", format!("{}/api/entities/Todo/{id}", server.base), None).await;
+        assert_eq!(status, 200, "row {id} acknowledged before the kill");
+        assert_eq!(row["done"], if *id == ids[0] { 1 } else { 0 });
+    }
+    let (_, after) = send(&client, "GET", format!("{}/api/sync/pull?since=0&limit=1000", server.base), None).await;
+    assert_eq!(after["changes"], before["changes"], "the change log is intact, seqs included");
+
+    let (status, _) = send(&client, "POST", format!("{}/api/entities/Todo", server.base), Some(json!({"title":"new","done":false}))).await;
+    assert_eq!(status, 201);
+    let (_, next) = send(&client, "GET", format!("{}/api/sync/pull?since=41", server.base), None).await;
+    assert_eq!(next["changes"][0]["seq"], 42, "new seqs continue after the old ones");
+}
+
+#[test]
+fn check_reports_manifest_problems() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.json");
+    std::fs::write(&bad, r#"{"entities":[{"name":"T","fields":[{"name":"a","type":"id(Nope)"}]}]}"#).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_plaza")).arg("check").arg("--manifest").arg(&bad).output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("id(Nope) refers to an unknown entity"));
+    let good = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/todo/plaza.json");
+    let out = Command::new(env!("CARGO_BIN_EXE_plaza")).args(["check", "--manifest", good]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("ok (2 entities"));
+}
+
+#[test]
+fn incompatible_migration_refuses_to_start_naming_the_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = dir.path().join("m.json");
+    let db = dir.path().join("db.sqlite");
+    let run = |fields: &str| {
+        std::fs::write(&manifest, format!(r#"{{"entities":[{{"name":"Note","fields":[{fields}]}}]}}"#)).unwrap();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_plaza"))
+            .args(["--port", "0"])
+            .arg("--db").arg(&db)
+            .arg("--manifest").arg(&manifest)
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = BufReader::new(child.stderr.take().unwrap());
+        let mut log = String::new();
+        for line in stderr.lines().map_while(Result::ok) {
+            log.push_str(&line);
+            log.push('\n');
+            if line.contains("listening on") {
+                break;
+            }
+        }
+        let _ = child.kill();
+        let status = child.wait().unwrap();
+        (log, status)
+    };
+    let (log, _) = run(r#"{"name":"body","type":"string"}"#);
+    assert!(log.contains("listening on"), "{log}");
+    let (log, _) = run(r#"{"name":"body","type":"string"},{"name":"tag","type":"string","optional":true}"#);
+    assert!(log.contains("listening on"), "a new optional field migrates: {log}");
+    let (log, status) = run(r#"{"name":"body","type":"int"},{"name":"tag","type":"string","optional":true}"#);
+    assert!(!status.success() && log.contains("Note.body changed type from string to int"), "{log}");
+}
