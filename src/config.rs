@@ -16,6 +16,7 @@ pub const DEFAULT_RATE_LIMIT_WINDOW_SECS: u64 = 60;
 pub const DEFAULT_CHANGELOG_RETAIN: i64 = 100_000;
 pub const DEFAULT_DRAIN_SECS: u64 = 10;
 pub const DEFAULT_READ_POOL: u32 = 8;
+pub const DEFAULT_SESSION_TTL_SECS: u64 = 30 * 24 * 3600;
 
 #[derive(Debug, Parser)]
 #[command(name = "plaza", version, about = "Plaza: a realtime backend in one binary (HTTP + WebSocket on SQLite)")]
@@ -96,6 +97,18 @@ pub struct ServeArgs {
     /// HTTP worker threads. [default: number of cores]
     #[arg(long, env = "PLAZA_WORKERS", global = true)]
     pub workers: Option<usize>,
+    /// Session lifetime in seconds, extended while in use. [default: 2592000 (30 days)]
+    #[arg(long, env = "PLAZA_SESSION_TTL", global = true)]
+    pub session_ttl: Option<u64>,
+    /// What an entity without a rule allows: `allow` or `deny`. [default: allow]
+    #[arg(long, env = "PLAZA_DEFAULT_POLICY", global = true)]
+    pub default_policy: Option<String>,
+    /// Mark the session cookie Secure (serve over HTTPS). [default: false]
+    #[arg(long, env = "PLAZA_COOKIE_SECURE", global = true, num_args = 0..=1, default_missing_value = "true", value_parser = parse_bool)]
+    pub cookie_secure: Option<bool>,
+    /// URL that receives `{"email","code"}` for magic sign-in codes; unset: codes are logged.
+    #[arg(long, env = "PLAZA_MAGIC_WEBHOOK", global = true)]
+    pub magic_webhook: Option<String>,
 }
 
 fn parse_bool(s: &str) -> Result<bool, String> {
@@ -127,6 +140,10 @@ pub struct Config {
     pub read_pool: u32,
     pub drain_secs: u64,
     pub workers: Option<usize>,
+    pub session_ttl_secs: u64,
+    pub default_policy: String,
+    pub cookie_secure: bool,
+    pub magic_webhook: Option<String>,
 }
 
 impl Default for Config {
@@ -149,6 +166,10 @@ impl Default for Config {
             read_pool: DEFAULT_READ_POOL,
             drain_secs: DEFAULT_DRAIN_SECS,
             workers: None,
+            session_ttl_secs: DEFAULT_SESSION_TTL_SECS,
+            default_policy: "allow".into(),
+            cookie_secure: false,
+            magic_webhook: None,
         }
     }
 }
@@ -173,7 +194,11 @@ impl Config {
         layer!(port <- port, host <- host, db <- db, manifest <- manifest, in_memory <- in_memory,
                dev_mode <- dev_mode, max_body_bytes <- max_body_bytes, rate_limit_max <- rate_limit_max,
                rate_limit_window_secs <- rate_limit_window, changelog_retain <- changelog_retain,
-               durability <- durability, read_pool <- read_pool, drain_secs <- drain_secs);
+               durability <- durability, read_pool <- read_pool, drain_secs <- drain_secs,
+               session_ttl_secs <- session_ttl, default_policy <- default_policy, cookie_secure <- cookie_secure);
+        if args.magic_webhook.is_some() {
+            c.magic_webhook = args.magic_webhook.clone().filter(|u| !u.is_empty());
+        }
         if args.admin_token.is_some() {
             c.admin_token = args.admin_token.clone().filter(|t| !t.is_empty());
         }
@@ -200,6 +225,12 @@ impl Config {
         }
         if self.rate_limit_max > 0 && self.rate_limit_window_secs == 0 {
             return Err("PLAZA_RATE_LIMIT_WINDOW must be at least 1 second".into());
+        }
+        if !matches!(self.default_policy.as_str(), "allow" | "deny") {
+            return Err(format!("PLAZA_DEFAULT_POLICY must be 'allow' or 'deny', got '{}'", self.default_policy));
+        }
+        if self.session_ttl_secs == 0 {
+            return Err("PLAZA_SESSION_TTL must be at least 1 second".into());
         }
         if !matches!(self.durability.as_str(), "normal" | "full") {
             return Err(format!("PLAZA_DURABILITY must be 'normal' or 'full', got '{}'", self.durability));

@@ -40,6 +40,8 @@ impl ApiError {
                 PlazaError::Conflict(_) => "CONFLICT",
                 PlazaError::NotFound(_) => "NOT_FOUND",
                 PlazaError::Forbidden(_) => "FORBIDDEN",
+                PlazaError::Unauthorized(_) => "UNAUTHORIZED",
+                PlazaError::RateLimited { .. } => "RATE_LIMITED",
                 PlazaError::ResyncRequired { .. } => "RESYNC_REQUIRED",
                 PlazaError::Unavailable(_) => "UNAVAILABLE",
                 PlazaError::Internal(_) => "INTERNAL",
@@ -76,6 +78,8 @@ impl ResponseError for ApiError {
                 PlazaError::Validation(_) => StatusCode::BAD_REQUEST,
                 PlazaError::Conflict(_) => StatusCode::CONFLICT,
                 PlazaError::Forbidden(_) => StatusCode::FORBIDDEN,
+                PlazaError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+                PlazaError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
                 PlazaError::ResyncRequired { .. } => StatusCode::GONE,
                 PlazaError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
                 PlazaError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -96,8 +100,11 @@ impl ResponseError for ApiError {
             tracing::error!(error = %self, "request failed");
         }
         let mut resp = HttpResponse::build(status);
-        if let ApiError::RateLimited(secs) = self {
-            resp.insert_header(("Retry-After", secs.to_string()));
+        match self {
+            ApiError::RateLimited(secs) | ApiError::Plaza(PlazaError::RateLimited { retry_after_secs: secs }) => {
+                resp.insert_header(("Retry-After", secs.to_string()));
+            }
+            _ => {}
         }
         resp.json(self.body())
     }

@@ -10,6 +10,9 @@ use actix_web::{web, FromRequest, HttpRequest};
 use futures_util::StreamExt;
 use serde_json::Value;
 
+use plaza_actors::policy::AuthContext;
+use plaza_actors::sessions::Resolve;
+
 use crate::error::ApiError;
 use crate::AppState;
 
@@ -68,17 +71,16 @@ impl FromRequest for JsonBody {
     }
 }
 
-/// Who is calling. Sessions (users, guests) extend this; today a caller is the admin or
-/// anonymous.
+/// Who is calling, and with which credential (logout revokes it).
 #[derive(Debug, Clone, Default)]
 pub struct Auth {
-    pub admin: bool,
-    pub user_id: Option<String>,
-    pub guest: bool,
+    pub ctx: AuthContext,
+    pub token: Option<String>,
 }
 
-/// Longest credential we look at; anything longer is refused before any comparison.
+/// Longest credential we look at; anything longer is refused before any lookup.
 pub const MAX_TOKEN_LEN: usize = 512;
+pub const SESSION_COOKIE: &str = "plaza_session";
 
 /// The bearer token, if the request carries one.
 pub fn bearer_token(req: &HttpRequest) -> Option<&str> {
@@ -90,19 +92,40 @@ pub fn bearer_token(req: &HttpRequest) -> Option<&str> {
         .map(str::trim)
 }
 
-impl Auth {
-    pub fn from_request_parts(req: &HttpRequest) -> Result<Auth, ApiError> {
-        let Some(token) = bearer_token(req) else { return Ok(Auth::default()) };
-        if token.is_empty() || token.len() > MAX_TOKEN_LEN {
-            return Err(ApiError::Unauthorized("malformed bearer token".into()));
-        }
-        let admin_token = state(req)?.config.admin_token.as_deref();
-        if admin_token.is_some_and(|a| constant_time_eq::constant_time_eq(a.as_bytes(), token.as_bytes())) {
-            return Ok(Auth { admin: true, ..Auth::default() });
-        }
-        Err(ApiError::Unauthorized("invalid or expired token".into()))
-    }
+/// The credential: a bearer token, else the session cookie.
+pub fn credential(req: &HttpRequest) -> Option<String> {
+    bearer_token(req)
+        .map(str::to_string)
+        .or_else(|| req.cookie(SESSION_COOKIE).map(|c| c.value().to_string()))
+}
 
+impl Auth {
+    /// Anonymous without a credential; admin for the admin token; otherwise the session's
+    /// caller, or 401 for a token that is malformed, unknown, revoked or expired.
+    pub async fn resolve(state: &AppState, token: Option<String>) -> Result<Auth, ApiError> {
+        let Some(token) = token else { return Ok(Auth::default()) };
+        if token.is_empty() || token.len() > MAX_TOKEN_LEN {
+            return Err(ApiError::Unauthorized("malformed token".into()));
+        }
+        if state.config.admin_token.as_deref().is_some_and(|a| constant_time_eq::constant_time_eq(a.as_bytes(), token.as_bytes())) {
+            return Ok(Auth { ctx: AuthContext::admin(), token: Some(token) });
+        }
+        match state.plaza.sessions.send(Resolve { token: token.clone() }).await? {
+            Some(ctx) => Ok(Auth { ctx, token: Some(token) }),
+            None => Err(ApiError::Unauthorized("invalid or expired token".into())),
+        }
+    }
+}
+
+impl FromRequest for Auth {
+    type Error = ApiError;
+    type Future = Pin<Box<dyn Future<Output = Result<Auth, ApiError>>>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let state = state(req).cloned();
+        let token = credential(req);
+        Box::pin(async move { Auth::resolve(&*state?, token).await })
+    }
 }
 
 /// Admin endpoints: anything but the admin token (none, a wrong one, a user's) is 403.
@@ -113,18 +136,30 @@ impl FromRequest for Admin {
     type Future = std::future::Ready<Result<Admin, ApiError>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        std::future::ready(match Auth::from_request_parts(req) {
-            Ok(Auth { admin: true, .. }) => Ok(Admin),
+        let admin = state(req).ok().and_then(|s| s.config.admin_token.clone());
+        let presented = bearer_token(req).unwrap_or_default();
+        std::future::ready(match admin {
+            Some(a) if constant_time_eq::constant_time_eq(a.as_bytes(), presented.as_bytes()) => Ok(Admin),
             _ => Err(ApiError::AdminRequired),
         })
     }
 }
 
-impl FromRequest for Auth {
-    type Error = ApiError;
-    type Future = std::future::Ready<Result<Auth, ApiError>>;
+/// Callers with an identity (a session or the admin): bulk writes, which policies then check
+/// op by op. Anonymous callers and bad tokens get 403, like the admin endpoints.
+pub struct Member(pub Auth);
 
-    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        std::future::ready(Auth::from_request_parts(req))
+impl FromRequest for Member {
+    type Error = ApiError;
+    type Future = Pin<Box<dyn Future<Output = Result<Member, ApiError>>>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let auth = Auth::from_request(req, payload);
+        Box::pin(async move {
+            match auth.await {
+                Ok(a) if a.ctx.admin || a.ctx.user_id.is_some() => Ok(Member(a)),
+                _ => Err(plaza_actors::PlazaError::Forbidden("this endpoint needs a session or the admin token".into()).into()),
+            }
+        })
     }
 }

@@ -10,16 +10,19 @@ pub mod config;
 pub mod error;
 pub mod extract;
 pub mod http;
+pub mod mailer;
 pub mod metrics;
 pub mod middleware;
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Instant;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use actix_cors::Cors;
 use actix_governor::Governor;
 use actix_web::middleware::{from_fn, Condition, DefaultHeaders};
 use actix_web::web;
+use plaza_actors::policy::{AuthContext, DefaultPolicy};
 use plaza_actors::store::{Durability, StoreOptions};
 use plaza_actors::{AppManifest, Subsystems};
 
@@ -32,6 +35,8 @@ pub struct AppState {
     pub config: Config,
     pub plaza: Subsystems,
     pub metrics: metrics::Metrics,
+    /// Delivers magic sign-in codes (log, webhook, or a test's capture).
+    pub mailer: Arc<dyn mailer::CodeSender>,
     pub started: Instant,
     /// Set on SIGTERM: `/ready` answers 503 while in-flight work finishes.
     pub draining: AtomicBool,
@@ -84,6 +89,16 @@ pub fn build_state(config: Config) -> Result<web::Data<AppState>, StartError> {
 
 /// As [`build_state`], with a manifest given directly (tests, `plaza bench`).
 pub fn build_state_with(config: Config, manifest: AppManifest) -> Result<web::Data<AppState>, StartError> {
+    let mailer = mailer::from_config(config.magic_webhook.as_deref());
+    build_state_full(config, manifest, mailer)
+}
+
+/// As [`build_state_with`], with the magic-code sender given (tests capture codes with it).
+pub fn build_state_full(
+    config: Config,
+    manifest: AppManifest,
+    mailer: Arc<dyn mailer::CodeSender>,
+) -> Result<web::Data<AppState>, StartError> {
     manifest.validate().map_err(|source| StartError::Manifest { path: "(given)".into(), source })?;
     config.validate().map_err(StartError::Other)?;
     let (path, scratch) = if config.in_memory {
@@ -98,7 +113,11 @@ pub fn build_state_with(config: Config, manifest: AppManifest) -> Result<web::Da
         durability: if config.durability == "full" { Durability::Full } else { Durability::Normal },
         read_pool_size: config.read_pool,
     };
-    let plaza = plaza_actors::start(options, manifest)
+    let settings = plaza_actors::Settings {
+        default_policy: if config.default_policy == "deny" { DefaultPolicy::Deny } else { DefaultPolicy::Allow },
+        session_ttl: Duration::from_secs(config.session_ttl_secs),
+    };
+    let plaza = plaza_actors::start(options, manifest, settings)
         .map_err(|source| StartError::Store { path: path.display().to_string(), source })?;
     let metrics = metrics::Metrics::new().map_err(|e| StartError::Other(e.to_string()))?;
     let rate_limit = middleware::rate_limit::limiter(&config).map_err(StartError::Other)?;
@@ -106,6 +125,7 @@ pub fn build_state_with(config: Config, manifest: AppManifest) -> Result<web::Da
         config,
         plaza,
         metrics,
+        mailer,
         started: Instant::now(),
         draining: AtomicBool::new(false),
         rate_limit,
@@ -163,11 +183,14 @@ pub fn configure(state: web::Data<AppState>) -> impl FnOnce(&mut web::ServiceCon
 
 
 impl AppState {
-    /// Commits `ops` all-or-nothing through the Writer; answers after the commit.
+    /// Commits `ops` all-or-nothing through the Writer, each checked against the policies for
+    /// `auth`; answers after the commit.
     pub async fn write(
         &self,
+        auth: &AuthContext,
         ops: Vec<plaza_actors::store::writer::WriteOp>,
     ) -> Result<Vec<plaza_actors::changelog::Change>, ApiError> {
-        Ok(self.plaza.writer.send(plaza_actors::store::writer::Write(ops)).await??)
+        let write = plaza_actors::store::writer::Write { auth: auth.clone(), ops };
+        Ok(self.plaza.writer.send(write).await??)
     }
 }

@@ -51,6 +51,9 @@ pub struct Change {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub data: Option<Row>,
     pub timestamp: String,
+    /// The row as it was before a delete: never sent, but read policies are checked on it.
+    #[serde(skip)]
+    pub prior: Option<Row>,
 }
 
 /// Where the persistent log stands: seqs in `oldest_seq..=last_seq` are retained.
@@ -160,7 +163,7 @@ mod tests {
     use super::*;
 
     fn change(seq: i64) -> Change {
-        Change { seq, entity: "T".into(), row_id: seq.to_string(), kind: ChangeKind::Insert, data: None, timestamp: String::new() }
+        Change { seq, entity: "T".into(), row_id: seq.to_string(), kind: ChangeKind::Insert, data: None, timestamp: String::new(), prior: None }
     }
 
     #[actix::test]

@@ -15,6 +15,10 @@ pub enum PlazaError {
     NotFound(String),
     #[error("{0}")]
     Forbidden(String),
+    #[error("{0}")]
+    Unauthorized(String),
+    #[error("too many attempts; retry in {retry_after_secs} s")]
+    RateLimited { retry_after_secs: u64 },
     #[error("cursor is outside the retained change log (oldest seq {oldest_seq}, last seq {last_seq})")]
     ResyncRequired { oldest_seq: i64, last_seq: i64 },
     #[error("{0}")]

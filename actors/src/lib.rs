@@ -3,8 +3,10 @@
 pub mod changelog;
 pub mod error;
 pub mod manifest;
+pub mod policy;
 pub mod query;
 pub mod rows;
+pub mod sessions;
 pub mod store;
 
 use std::sync::Arc;
@@ -15,6 +17,7 @@ pub use error::{PlazaError, Result};
 pub use manifest::AppManifest;
 
 use changelog::ChangeLog;
+use sessions::SessionStore;
 use store::writer::{SqliteWriter, Writer};
 use store::{Reader, StoreOptions};
 
@@ -22,18 +25,30 @@ use store::{Reader, StoreOptions};
 #[derive(Clone)]
 pub struct Subsystems {
     pub manifest: Arc<AppManifest>,
+    pub policies: Arc<policy::Policies>,
     pub reader: Reader,
     pub writer: Addr<Writer>,
     pub changelog: Addr<ChangeLog>,
+    pub sessions: Addr<SessionStore>,
+}
+
+/// Settings of the subsystems beyond storage.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub default_policy: policy::DefaultPolicy,
+    pub session_ttl: std::time::Duration,
 }
 
 /// Opens and migrates the store, then starts the actors. Must run inside an actix `System`.
-pub fn start(options: StoreOptions, manifest: AppManifest) -> Result<Subsystems> {
+pub fn start(options: StoreOptions, manifest: AppManifest, settings: Settings) -> Result<Subsystems> {
+    let policies = Arc::new(policy::Policies::from_manifest(&manifest, settings.default_policy)?);
     let manifest = Arc::new(manifest);
-    let opened = store::open(&options, manifest.clone())?;
+    let opened = store::open(&options, manifest.clone(), policies.clone())?;
     let changelog = ChangeLog::new(opened.bounds, changelog::DEFAULT_TAIL).start();
-    let factory_manifest = manifest.clone();
-    let worker = SyncArbiter::start(1, move || SqliteWriter::open(&options, factory_manifest.clone()));
+    let (factory_manifest, factory_policies) = (manifest.clone(), policies.clone());
+    let worker =
+        SyncArbiter::start(1, move || SqliteWriter::open(&options, factory_manifest.clone(), factory_policies.clone()));
     let writer = Writer::new(worker, changelog.clone()).start();
-    Ok(Subsystems { manifest, reader: opened.reader, writer, changelog })
+    let sessions = SessionStore::load(&opened.setup, writer.clone(), settings.session_ttl)?.start();
+    Ok(Subsystems { manifest, policies, reader: opened.reader, writer, changelog, sessions })
 }

@@ -234,9 +234,10 @@ impl AppManifest {
                 }
             }
         }
-        for p in &self.policies {
-            if !names.contains(p.entity.as_str()) {
-                problems.push(format!("policy for unknown entity '{}'", p.entity));
+        if problems.is_empty() {
+            // Policy expressions are checked against the (now sound) entities.
+            if let Err(e) = crate::policy::Policies::from_manifest(self, crate::policy::DefaultPolicy::Allow) {
+                problems.push(e.to_string());
             }
         }
         if problems.is_empty() {

@@ -34,6 +34,8 @@ pub enum Filter {
     Cmp { field: String, op: CmpOp, value: SqlValue },
     In { field: String, values: Vec<SqlValue> },
     Like { field: String, pattern: String },
+    /// A json field holding an array that contains the value (policies: `auth.userId in data.members`).
+    Contains { field: String, value: SqlValue },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -271,6 +273,12 @@ pub fn to_sql_where(filter: &Filter, params: &mut Vec<SqlValue>) -> String {
             params.push(SqlValue::Text(pattern.clone()));
             format!("\"{field}\" LIKE ? ESCAPE '\\'")
         }
+        Filter::Contains { field, value } => {
+            params.push(value.clone());
+            format!(
+                "EXISTS (SELECT 1 FROM json_each(CASE WHEN json_valid(\"{field}\") THEN \"{field}\" ELSE '[]' END) WHERE value = ?)"
+            )
+        }
     }
 }
 
@@ -349,6 +357,13 @@ impl Filter {
                 }
                 Some(values.iter().any(|v| compare(&left, v) == Ordering::Equal))
             }
+            Filter::Contains { field, value } => match row.get(field) {
+                Some(Value::Array(items)) => Some(items.iter().any(|i| {
+                    let item = cell(&Map::from_iter([("v".to_string(), i.clone())]), "v");
+                    compare(&item, value) == Ordering::Equal && item != SqlValue::Null
+                })),
+                _ => Some(false),
+            },
             Filter::Like { field, pattern } => match cell(row, field) {
                 SqlValue::Null => None,
                 SqlValue::Text(s) => Some(like(pattern, &s)),

@@ -1,8 +1,10 @@
-//! Admin bulk operations: batch (independent), transact (all or nothing), export and import.
+//! Bulk operations: batch (independent) and transact (all or nothing) for any session, each op
+//! checked against the policies; export and import for the admin only.
 
 use actix_web::{web, HttpResponse};
 use futures_util::future::join_all;
 use plaza_actors::changelog::Change;
+use plaza_actors::policy::AuthContext;
 use plaza_actors::rows;
 use plaza_actors::store::writer::WriteOp;
 use plaza_actors::PlazaError;
@@ -10,7 +12,7 @@ use serde_json::{json, Value};
 
 use super::resource;
 use crate::error::{ApiError, ApiResult};
-use crate::extract::{Admin, JsonBody, LimitedBody};
+use crate::extract::{Admin, JsonBody, LimitedBody, Member};
 use crate::AppState;
 
 /// Most operations one batch, transact or import request may carry.
@@ -41,10 +43,10 @@ fn parse_op(state: &AppState, op: &Value) -> Result<WriteOp, ApiError> {
             if let (Some(obj), Some(id)) = (data.as_object_mut(), op.get("id")) {
                 obj.insert("id".into(), id.clone());
             }
-            WriteOp::Insert { entity, row: rows::validate_insert(def, &data, false)?, guard: None }
+            WriteOp::Insert { entity, row: rows::validate_insert(def, &data, false)?, }
         }
-        Some("update") => WriteOp::Update { entity, id: id()?, values: rows::validate_patch(def, &data)?, guard: None },
-        Some("delete") => WriteOp::Delete { entity, id: id()?, guard: None },
+        Some("update") => WriteOp::Update { entity, id: id()?, values: rows::validate_patch(def, &data)?, },
+        Some("delete") => WriteOp::Delete { entity, id: id()?, },
         other => {
             return Err(PlazaError::Validation(format!(
                 "op must be insert, update or delete, got {}",
@@ -73,13 +75,13 @@ fn committed(c: &Change) -> Value {
     json!({"ok": true, "op": c.kind, "entity": c.entity, "id": c.row_id, "seq": c.seq})
 }
 
-async fn batch(state: web::Data<AppState>, _: Admin, JsonBody(body): JsonBody) -> ApiResult {
+async fn batch(state: web::Data<AppState>, Member(auth): Member, JsonBody(body): JsonBody) -> ApiResult {
     let ops = operations(&body)?;
     // Sent together, the writes share one group commit; each keeps its own savepoint.
     let pending = ops.iter().map(|op| {
         let parsed = parse_op(&state, op);
-        let state = state.clone();
-        async move { state.write(vec![parsed?]).await }
+        let (state, auth) = (state.clone(), auth.ctx.clone());
+        async move { state.write(&auth, vec![parsed?]).await }
     });
     let outcomes = join_all(pending).await;
     let failed = outcomes.iter().filter(|o| o.is_err()).count();
@@ -93,9 +95,9 @@ async fn batch(state: web::Data<AppState>, _: Admin, JsonBody(body): JsonBody) -
     Ok(HttpResponse::Ok().json(json!({"succeeded": outcomes.len() - failed, "failed": failed, "results": results})))
 }
 
-async fn transact(state: web::Data<AppState>, _: Admin, JsonBody(body): JsonBody) -> ApiResult {
+async fn transact(state: web::Data<AppState>, Member(auth): Member, JsonBody(body): JsonBody) -> ApiResult {
     let ops = operations(&body)?.iter().map(|op| parse_op(&state, op)).collect::<Result<Vec<_>, _>>()?;
-    let changes = state.write(ops).await?;
+    let changes = state.write(&auth.ctx, ops).await?;
     Ok(HttpResponse::Ok().json(json!({"committed": true, "results": changes.iter().map(committed).collect::<Vec<_>>()})))
 }
 
@@ -137,9 +139,9 @@ async fn import(state: web::Data<AppState>, _: Admin, LimitedBody(bytes): Limite
             let def = state.entity(entity).map_err(at)?;
             let data = item.get("data").unwrap_or(&Value::Null);
             let row = rows::validate_insert(def, data, true).map_err(|e| at(e.into()))?;
-            Ok(WriteOp::Insert { entity: def.name.clone(), row, guard: None })
+            Ok(WriteOp::Insert { entity: def.name.clone(), row, })
         })
         .collect::<Result<Vec<_>, ApiError>>()?;
-    let imported = state.write(ops).await?.len();
+    let imported = state.write(&AuthContext::admin(), ops).await?.len();
     Ok(HttpResponse::Ok().json(json!({"imported": imported})))
 }

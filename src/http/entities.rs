@@ -31,26 +31,26 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 
 type Params = web::Query<HashMap<String, String>>;
 
-async fn create(state: web::Data<AppState>, entity: web::Path<String>, _auth: Auth, JsonBody(body): JsonBody) -> ApiResult {
+async fn create(state: web::Data<AppState>, entity: web::Path<String>, auth: Auth, JsonBody(body): JsonBody) -> ApiResult {
     let def = state.entity(&entity)?;
     let row = rows::validate_insert(def, &body, false)?;
-    let changes = state.write(vec![WriteOp::Insert { entity: def.name.clone(), row, guard: None }]).await?;
+    let changes = state.write(&auth.ctx, vec![WriteOp::Insert { entity: def.name.clone(), row }]).await?;
     Ok(HttpResponse::Created().json(json!({ "id": changes[0].row_id })))
 }
 
-async fn get(state: web::Data<AppState>, path: web::Path<(String, String)>, _auth: Auth) -> ApiResult {
+async fn get(state: web::Data<AppState>, path: web::Path<(String, String)>, auth: Auth) -> ApiResult {
     let (entity, id) = path.into_inner();
     state.entity(&entity)?;
     let reader = state.plaza.reader.clone();
     let (e, i) = (entity.clone(), id.clone());
-    let row = web::block(move || reader.get(&e, &i)).await??.ok_or_else(|| not_found(&entity, &id))?;
+    let row = web::block(move || reader.get(&auth.ctx, &e, &i)).await??.ok_or_else(|| not_found(&entity, &id))?;
     Ok(HttpResponse::Ok().json(row))
 }
 
 async fn update(
     state: web::Data<AppState>,
     path: web::Path<(String, String)>,
-    _auth: Auth,
+    auth: Auth,
     JsonBody(body): JsonBody,
 ) -> ApiResult {
     let (entity, id) = path.into_inner();
@@ -59,27 +59,27 @@ async fn update(
         return Err(PlazaError::Validation("id in the body does not match the path".into()).into());
     }
     let values = rows::validate_patch(def, &body)?;
-    let changes = state.write(vec![WriteOp::Update { entity, id, values, guard: None }]).await?;
+    let changes = state.write(&auth.ctx, vec![WriteOp::Update { entity, id, values }]).await?;
     Ok(HttpResponse::Ok().json(changes.into_iter().next().and_then(|c| c.data)))
 }
 
-async fn delete(state: web::Data<AppState>, path: web::Path<(String, String)>, _auth: Auth) -> ApiResult {
+async fn delete(state: web::Data<AppState>, path: web::Path<(String, String)>, auth: Auth) -> ApiResult {
     let (entity, id) = path.into_inner();
     state.entity(&entity)?;
-    state.write(vec![WriteOp::Delete { entity, id, guard: None }]).await?;
+    state.write(&auth.ctx, vec![WriteOp::Delete { entity, id }]).await?;
     Ok(HttpResponse::Ok().json(json!({ "deleted": true })))
 }
 
-async fn list(state: web::Data<AppState>, entity: web::Path<String>, params: Params, _auth: Auth) -> ApiResult {
+async fn list(state: web::Data<AppState>, entity: web::Path<String>, params: Params, auth: Auth) -> ApiResult {
     let def = state.entity(&entity)?;
     let q = list_query(def, &params)?;
     let (limit, offset) = (q.limit_or(DEFAULT_LIST_LIMIT), q.offset.unwrap_or(0));
     let reader = state.plaza.reader.clone();
-    let data = web::block(move || reader.query(&entity, &q, DEFAULT_LIST_LIMIT)).await??;
+    let data = web::block(move || reader.query(&auth.ctx, &entity, &q, DEFAULT_LIST_LIMIT)).await??;
     Ok(HttpResponse::Ok().json(json!({ "count": data.len(), "data": data, "offset": offset, "limit": limit })))
 }
 
-async fn cursor(state: web::Data<AppState>, entity: web::Path<String>, params: Params, _auth: Auth) -> ApiResult {
+async fn cursor(state: web::Data<AppState>, entity: web::Path<String>, params: Params, auth: Auth) -> ApiResult {
     state.entity(&entity)?;
     let limit = match params.get("limit") {
         Some(l) => parse_param::<i64>("limit", l)?.clamp(1, MAX_LIMIT),
@@ -88,7 +88,7 @@ async fn cursor(state: web::Data<AppState>, entity: web::Path<String>, params: P
     let after = params.get("after").filter(|a| !a.is_empty()).map(|a| decode_cursor(a)).transpose()?;
     let filter = query::Filter::everything();
     let reader = state.plaza.reader.clone();
-    let (data, has_more) = web::block(move || reader.page_after(&entity, &filter, after.as_deref(), limit)).await??;
+    let (data, has_more) = web::block(move || reader.page_after(&auth.ctx, &entity, &filter, after.as_deref(), limit)).await??;
     let next_cursor = match (has_more, data.last()) {
         (true, Some(last)) => last.get("id").and_then(Value::as_str).map(encode_cursor),
         _ => None,
@@ -96,11 +96,11 @@ async fn cursor(state: web::Data<AppState>, entity: web::Path<String>, params: P
     Ok(HttpResponse::Ok().json(json!({ "data": data, "next_cursor": next_cursor, "has_more": has_more })))
 }
 
-async fn query(state: web::Data<AppState>, entity: web::Path<String>, _auth: Auth, JsonBody(body): JsonBody) -> ApiResult {
+async fn query(state: web::Data<AppState>, entity: web::Path<String>, auth: Auth, JsonBody(body): JsonBody) -> ApiResult {
     let def = state.entity(&entity)?;
     let q = Query::parse(def, &body)?;
     let reader = state.plaza.reader.clone();
-    let rows = web::block(move || reader.query(&entity, &q, MAX_LIMIT)).await??;
+    let rows = web::block(move || reader.query(&auth.ctx, &entity, &q, MAX_LIMIT)).await??;
     Ok(HttpResponse::Ok().json(rows))
 }
 

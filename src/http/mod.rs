@@ -2,6 +2,7 @@
 //! them for the OpenAPI document (a test checks that every listed route is served).
 
 pub mod admin;
+pub mod auth;
 pub mod entities;
 pub mod ops;
 pub mod sync;
@@ -28,12 +29,19 @@ pub const API_ROUTES: &[(&str, &str, &str, &str)] = &[
     ("get", "/api/export", "Every row as NDJSON (admin)", "admin"),
     ("post", "/api/import", "Rows from NDJSON or a JSON array, all or nothing (admin)", "admin"),
     ("get", "/api/sync/pull", "Change-log events after a seq", "sync"),
+    ("post", "/api/auth/session", "Session for a user id (admin or dev mode)", "auth"),
+    ("post", "/api/auth/guest", "Guest session", "auth"),
+    ("post", "/api/auth/magic/send", "Send a 6-digit sign-in code", "auth"),
+    ("post", "/api/auth/magic/verify", "Exchange a code for a session", "auth"),
+    ("get", "/api/auth/me", "The caller", "auth"),
+    ("post", "/api/auth/logout", "Revoke the session", "auth"),
 ];
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     ops::routes(cfg);
     entities::routes(cfg);
     admin::routes(cfg);
+    auth::routes(cfg);
     sync::routes(cfg);
 }
 

@@ -27,7 +27,9 @@ fn number(params: &HashMap<String, String>, name: &str) -> Result<Option<i64>, A
         .transpose()
 }
 
-async fn pull(state: web::Data<AppState>, params: web::Query<HashMap<String, String>>, _auth: Auth) -> ApiResult {
+/// Only changes the caller may read are returned; `cursor.last_seq` still advances past the
+/// ones filtered out, so a client never re-reads them.
+async fn pull(state: web::Data<AppState>, params: web::Query<HashMap<String, String>>, auth: Auth) -> ApiResult {
     let since = number(&params, "since")?.unwrap_or(0);
     let limit = number(&params, "limit")?.map_or(DEFAULT_PULL_LIMIT, |l| l.clamp(1, MAX_LIMIT) as usize);
     let (changes, has_more) = match state.plaza.changelog.send(Pull { since, limit }).await?? {
@@ -39,5 +41,7 @@ async fn pull(state: web::Data<AppState>, params: web::Query<HashMap<String, Str
         }
     };
     let last_seq = changes.last().map_or(since, |c| c.seq);
-    Ok(HttpResponse::Ok().json(json!({"changes": changes, "cursor": {"last_seq": last_seq}, "has_more": has_more})))
+    let policies = &state.plaza.policies;
+    let visible: Vec<_> = changes.into_iter().filter(|c| policies.can_see(&auth.ctx, c)).collect();
+    Ok(HttpResponse::Ok().json(json!({"changes": visible, "cursor": {"last_seq": last_seq}, "has_more": has_more})))
 }

@@ -15,6 +15,7 @@ use rusqlite::{Connection, OpenFlags};
 use crate::changelog::LogBounds;
 use crate::error::{PlazaError, Result};
 use crate::manifest::AppManifest;
+use crate::policy::Policies;
 pub use reader::Reader;
 
 /// How hard a commit tries to reach the disk.
@@ -40,6 +41,8 @@ pub struct StoreOptions {
 pub struct OpenedStore {
     pub reader: Reader,
     pub bounds: LogBounds,
+    /// The connection that ran the migrations, for one-time loads at start (sessions).
+    pub setup: Connection,
 }
 
 pub fn open_write_connection(path: &Path, durability: Durability) -> Result<Connection> {
@@ -57,7 +60,7 @@ pub fn open_write_connection(path: &Path, durability: Durability) -> Result<Conn
 }
 
 /// Migrates the database to the manifest and opens the read pool.
-pub fn open(options: &StoreOptions, manifest: Arc<AppManifest>) -> Result<OpenedStore> {
+pub fn open(options: &StoreOptions, manifest: Arc<AppManifest>, policies: Arc<Policies>) -> Result<OpenedStore> {
     let mut conn = open_write_connection(&options.path, options.durability)?;
     schema::migrate(&mut conn, &manifest)?;
     let bounds = writer::read_bounds(&conn)?;
@@ -73,7 +76,7 @@ pub fn open(options: &StoreOptions, manifest: Arc<AppManifest>) -> Result<Opened
         .connection_timeout(Duration::from_secs(10))
         .build(manager)
         .map_err(|e| PlazaError::Unavailable(format!("cannot open read pool: {e}")))?;
-    Ok(OpenedStore { reader: Reader::new(pool, manifest), bounds })
+    Ok(OpenedStore { reader: Reader::new(pool, manifest, policies), bounds, setup: conn })
 }
 
 /// Copies the live database at `from` to `to` with SQLite's online backup API: consistent

@@ -11,41 +11,60 @@ use serde_json::json;
 use crate::changelog::{Change, ChangeKind};
 use crate::error::{PlazaError, Result};
 use crate::manifest::{AppManifest, EntityDef};
+use crate::policy::{Action, AuthContext, Policies};
 use crate::query::{self, Filter, Query};
 use crate::rows::{self, Row};
 
 pub type ReadPool = r2d2::Pool<SqliteConnectionManager>;
 
+/// Every method that returns rows takes the caller's `AuthContext` and applies the entity's
+/// read policy itself (in SQL for lists), so no read path can skip it.
 #[derive(Clone)]
 pub struct Reader {
     pool: ReadPool,
     manifest: Arc<AppManifest>,
+    policies: Arc<Policies>,
 }
 
 impl Reader {
-    pub fn new(pool: ReadPool, manifest: Arc<AppManifest>) -> Self {
-        Reader { pool, manifest }
+    pub fn new(pool: ReadPool, manifest: Arc<AppManifest>, policies: Arc<Policies>) -> Self {
+        Reader { pool, manifest, policies }
     }
 
     pub fn manifest(&self) -> &Arc<AppManifest> {
         &self.manifest
     }
 
+    pub fn policies(&self) -> &Arc<Policies> {
+        &self.policies
+    }
+
+    /// `filter` AND the read policy for `auth`.
+    fn readable(&self, entity: &str, auth: &AuthContext, filter: &Filter) -> Filter {
+        match self.policies.cond(entity, Action::Read, auth, None).as_filter() {
+            Some(policy) => Filter::All(vec![filter.clone(), policy]),
+            None => filter.clone(),
+        }
+    }
+
     pub fn entity(&self, name: &str) -> Result<&EntityDef> {
         self.manifest.entity(name).ok_or_else(|| PlazaError::UnknownEntity(name.to_string()))
     }
 
-    pub fn get(&self, entity: &str, id: &str) -> Result<Option<Row>> {
+    /// A row the caller may read; `None` both when it is missing and when the policy hides it,
+    /// so ids cannot be probed.
+    pub fn get(&self, auth: &AuthContext, entity: &str, id: &str) -> Result<Option<Row>> {
         let def = self.entity(entity)?;
         let conn = self.pool.get()?;
-        crate::store::writer::read_row(&conn, def, id)
+        let row = crate::store::writer::read_row(&conn, def, id)?;
+        Ok(row.filter(|r| self.policies.cond(entity, Action::Read, auth, None).allows(r)))
     }
 
     /// Rows matching `q`, ordered, with `q`'s limit (or `default_limit`) and offset.
-    pub fn query(&self, entity: &str, q: &Query, default_limit: i64) -> Result<Vec<Row>> {
+    pub fn query(&self, auth: &AuthContext, entity: &str, q: &Query, default_limit: i64) -> Result<Vec<Row>> {
         let def = self.entity(entity)?;
         let mut params = Vec::new();
-        let where_sql = query::to_sql_where(&q.filter, &mut params);
+        let where_sql = query::to_sql_where(&self.readable(entity, auth, &q.filter), &mut params);
         params.push(SqlValue::Integer(q.limit_or(default_limit)));
         params.push(SqlValue::Integer(q.offset.unwrap_or(0)));
         let sql = format!(
@@ -58,10 +77,17 @@ impl Reader {
     }
 
     /// Keyset page in id order: rows after `after` matching `filter`, and whether more follow.
-    pub fn page_after(&self, entity: &str, filter: &Filter, after: Option<&str>, limit: i64) -> Result<(Vec<Row>, bool)> {
+    pub fn page_after(
+        &self,
+        auth: &AuthContext,
+        entity: &str,
+        filter: &Filter,
+        after: Option<&str>,
+        limit: i64,
+    ) -> Result<(Vec<Row>, bool)> {
         let def = self.entity(entity)?;
         let mut params = Vec::new();
-        let where_sql = query::to_sql_where(filter, &mut params);
+        let where_sql = query::to_sql_where(&self.readable(entity, auth, filter), &mut params);
         params.push(SqlValue::Text(after.unwrap_or("").to_string()));
         params.push(SqlValue::Integer(limit + 1));
         let sql = format!(
@@ -82,7 +108,8 @@ impl Reader {
         Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
     }
 
-    /// Persistent change log after `since`: at most `limit` events and whether more follow.
+    /// Persistent change log after `since`: at most `limit` events (all of them, whoever may
+    /// read them: filter with `Policies::can_see`) and whether more follow.
     pub fn changes_since(&self, since: i64, limit: usize) -> Result<(Vec<Change>, bool)> {
         let conn = self.pool.get()?;
         let mut stmt = conn.prepare_cached(
@@ -90,15 +117,10 @@ impl Reader {
         )?;
         let mut changes = stmt
             .query_map(rusqlite::params![since, limit as i64 + 1], |r| {
-                let data: Option<String> = r.get(4)?;
-                Ok(Change {
-                    seq: r.get(0)?,
-                    entity: r.get(1)?,
-                    row_id: r.get(2)?,
-                    kind: ChangeKind::parse(&r.get::<_, String>(3)?).unwrap_or(ChangeKind::Update),
-                    data: data.and_then(|d| serde_json::from_str(&d).ok()),
-                    timestamp: r.get(5)?,
-                })
+                let kind = ChangeKind::parse(&r.get::<_, String>(3)?).unwrap_or(ChangeKind::Update);
+                let row: Option<Row> = r.get::<_, Option<String>>(4)?.and_then(|d| serde_json::from_str(&d).ok());
+                let (data, prior) = if kind == ChangeKind::Delete { (None, row) } else { (row, None) };
+                Ok(Change { seq: r.get(0)?, entity: r.get(1)?, row_id: r.get(2)?, kind, data, timestamp: r.get(5)?, prior })
             })?
             .collect::<rusqlite::Result<Vec<_>>>()?;
         let has_more = changes.len() > limit;

@@ -15,6 +15,10 @@ CREATE TABLE IF NOT EXISTS _plaza_fields (
 CREATE TABLE IF NOT EXISTS _plaza_changes (
     seq INTEGER PRIMARY KEY AUTOINCREMENT, entity TEXT NOT NULL, row_id TEXT NOT NULL,
     kind TEXT NOT NULL, data TEXT, ts TEXT NOT NULL);
+-- Sessions by token selector; only a SHA-256 of the secret half is kept.
+CREATE TABLE IF NOT EXISTS _plaza_sessions (
+    selector TEXT PRIMARY KEY, verifier_hash BLOB NOT NULL, user_id TEXT NOT NULL,
+    guest INTEGER NOT NULL, created_at INTEGER NOT NULL, expires_at INTEGER NOT NULL);
 ";
 
 /// Brings the database up to the manifest in one transaction.

@@ -16,6 +16,7 @@ use tokio::sync::oneshot;
 use crate::changelog::{Append, Change, ChangeKind, ChangeLog, LogBounds};
 use crate::error::{PlazaError, Result};
 use crate::manifest::AppManifest;
+use crate::policy::{AuthContext, Policies};
 use crate::rows::{self, NewRow, Row};
 use crate::store::{open_write_connection, StoreOptions};
 
@@ -24,27 +25,31 @@ pub const MAX_GROUP: usize = 1024;
 /// Callers waiting for the connection before new writes are refused (503).
 pub const MAX_QUEUED: usize = 50_000;
 
-/// Decides whether a write may happen, seeing the row before and after it (policies).
-pub type RowGuard = Arc<dyn Fn(Option<&Row>, Option<&Row>) -> Result<()> + Send + Sync>;
-
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub enum WriteOp {
-    Insert { entity: String, row: NewRow, guard: Option<RowGuard> },
-    Update { entity: String, id: String, values: Vec<(String, SqlValue)>, guard: Option<RowGuard> },
-    Delete { entity: String, id: String, guard: Option<RowGuard> },
+    Insert { entity: String, row: NewRow },
+    Update { entity: String, id: String, values: Vec<(String, SqlValue)> },
+    Delete { entity: String, id: String },
+    /// Plaza's own bookkeeping (sessions, dedup tables): no policy, no change event.
+    Internal { sql: &'static str, params: Vec<SqlValue> },
 }
 
-/// One caller's ops: all commit, or none do.
+/// One caller's ops: all commit, or none do. Every entity op is checked against the policies
+/// for `auth` inside the transaction, seeing the row before and after.
 #[derive(Message)]
 #[rtype(result = "Result<Vec<Change>>")]
-pub struct Write(pub Vec<WriteOp>);
+pub struct Write {
+    pub auth: AuthContext,
+    pub ops: Vec<WriteOp>,
+}
 
 type Reply = oneshot::Sender<Result<Vec<Change>>>;
+type Unit = (AuthContext, Vec<WriteOp>);
 
 pub struct Writer {
     worker: Addr<SqliteWriter>,
     changelog: Addr<ChangeLog>,
-    queue: Vec<(Vec<WriteOp>, Reply)>,
+    queue: Vec<(Unit, Reply)>,
     committing: bool,
 }
 
@@ -98,7 +103,7 @@ impl Handler<Write> for Writer {
             return Box::pin(async { Err(PlazaError::Unavailable("write queue is full; retry shortly".into())) });
         }
         let (tx, rx) = oneshot::channel();
-        self.queue.push((msg.0, tx));
+        self.queue.push(((msg.auth, msg.ops), tx));
         self.flush(ctx);
         Box::pin(async move { rx.await.unwrap_or_else(|_| Err(PlazaError::Unavailable("writer stopped".into()))) })
     }
@@ -110,13 +115,14 @@ pub struct SqliteWriter {
     /// `Err` only if the connection could not be reopened; every commit then fails cleanly.
     conn: std::result::Result<Connection, String>,
     manifest: Arc<AppManifest>,
+    policies: Arc<Policies>,
     bounds: LogBounds,
     retain: i64,
 }
 
 #[derive(Message)]
 #[rtype(result = "Result<GroupCommitted>")]
-pub struct CommitGroup(pub Vec<Vec<WriteOp>>);
+pub struct CommitGroup(pub Vec<Unit>);
 
 pub struct GroupCommitted {
     pub results: Vec<Result<Vec<Change>>>,
@@ -130,7 +136,7 @@ impl Actor for SqliteWriter {
 impl SqliteWriter {
     /// Opens the write connection. Called by the SyncArbiter's factory, which cannot fail, so a
     /// failure is kept and reported on every commit instead.
-    pub fn open(options: &StoreOptions, manifest: Arc<AppManifest>) -> Self {
+    pub fn open(options: &StoreOptions, manifest: Arc<AppManifest>, policies: Arc<Policies>) -> Self {
         let opened = open_write_connection(&options.path, options.durability)
             .and_then(|conn| read_bounds(&conn).map(|bounds| (conn, bounds)));
         let (conn, bounds) = match opened {
@@ -140,7 +146,7 @@ impl SqliteWriter {
                 (Err(e.to_string()), LogBounds { oldest_seq: 1, last_seq: 0 })
             }
         };
-        SqliteWriter { conn, manifest, bounds, retain: options.changelog_retain.max(1) }
+        SqliteWriter { conn, manifest, policies, bounds, retain: options.changelog_retain.max(1) }
     }
 }
 
@@ -157,14 +163,15 @@ pub fn read_bounds(conn: &Connection) -> Result<LogBounds> {
 impl Handler<CommitGroup> for SqliteWriter {
     type Result = Result<GroupCommitted>;
     fn handle(&mut self, msg: CommitGroup, _: &mut SyncContext<Self>) -> Self::Result {
-        let manifest = self.manifest.clone();
+        let (manifest, policies) = (self.manifest.clone(), self.policies.clone());
         let conn = self.conn.as_mut().map_err(|e| PlazaError::Unavailable(format!("database: {e}")))?;
         let mut tx = conn.transaction()?;
         let now = now_rfc3339();
         let mut results = Vec::with_capacity(msg.0.len());
-        for unit in msg.0 {
+        for (auth, ops) in msg.0 {
             let mut sp = tx.savepoint()?;
-            let outcome = unit.into_iter().map(|op| apply(&sp, &manifest, op, &now)).collect::<Result<Vec<_>>>();
+            let ctx = OpContext { manifest: &manifest, policies: &policies, auth: &auth, now: &now };
+            let outcome = ops.into_iter().filter_map(|op| apply(&sp, &ctx, op).transpose()).collect::<Result<Vec<_>>>();
             match outcome {
                 Ok(changes) => {
                     sp.commit()?;
@@ -195,9 +202,22 @@ fn entity_def<'m>(manifest: &'m AppManifest, name: &str) -> Result<&'m crate::ma
     manifest.entity(name).ok_or_else(|| PlazaError::UnknownEntity(name.to_string()))
 }
 
-fn apply(conn: &Connection, manifest: &AppManifest, op: WriteOp, now: &str) -> Result<Change> {
-    let (entity, row_id, kind, data) = match op {
-        WriteOp::Insert { entity, row, guard } => {
+struct OpContext<'a> {
+    manifest: &'a AppManifest,
+    policies: &'a Policies,
+    auth: &'a AuthContext,
+    now: &'a str,
+}
+
+/// Applies one op; `None` for internal ops, which leave no change event.
+fn apply(conn: &Connection, ctx: &OpContext<'_>, op: WriteOp) -> Result<Option<Change>> {
+    let (manifest, now) = (ctx.manifest, ctx.now);
+    let (entity, row_id, kind, data, prior) = match op {
+        WriteOp::Internal { sql, params } => {
+            conn.prepare_cached(sql)?.execute(params_from_iter(params))?;
+            return Ok(None);
+        }
+        WriteOp::Insert { entity, row } => {
             let def = entity_def(manifest, &entity)?;
             let id = row.id.clone().unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
             let created = row.created_at.clone().unwrap_or_else(|| now.to_string());
@@ -210,9 +230,7 @@ fn apply(conn: &Connection, manifest: &AppManifest, op: WriteOp, now: &str) -> R
                 let v = row.values.iter().find(|(n, _)| *n == f.name).map(|(_, v)| v);
                 data.insert(f.name.clone(), v.map_or(serde_json::Value::Null, |v| rows::sql_to_row_value(def, &f.name, v)));
             }
-            if let Some(guard) = guard {
-                guard(None, Some(&data))?;
-            }
+            ctx.policies.check_write(&entity, ctx.auth, None, Some(&data))?;
             let mut cols = vec!["\"id\"".to_string(), "\"createdAt\"".into(), "\"updatedAt\"".into()];
             let mut vals = vec![SqlValue::Text(id.clone()), SqlValue::Text(created), SqlValue::Text(updated)];
             for (name, v) in row.values {
@@ -231,9 +249,9 @@ fn apply(conn: &Connection, manifest: &AppManifest, op: WriteOp, now: &str) -> R
                 PlazaError::Conflict(m) => PlazaError::Conflict(format!("{m} (unique field already has this value)")),
                 other => other,
             })?;
-            (entity, id, ChangeKind::Insert, Some(data))
+            (entity, id, ChangeKind::Insert, Some(data), None)
         }
-        WriteOp::Update { entity, id, values, guard } => {
+        WriteOp::Update { entity, id, values } => {
             let def = entity_def(manifest, &entity)?;
             let old = read_row(conn, def, &id)?.ok_or_else(|| not_found(&entity, &id))?;
             let mut new = old.clone();
@@ -241,9 +259,7 @@ fn apply(conn: &Connection, manifest: &AppManifest, op: WriteOp, now: &str) -> R
                 new.insert(name.clone(), rows::sql_to_row_value(def, name, v));
             }
             new.insert("updatedAt".into(), now.into());
-            if let Some(guard) = guard {
-                guard(Some(&old), Some(&new))?;
-            }
+            ctx.policies.check_write(&entity, ctx.auth, Some(&old), Some(&new))?;
             let mut sets = vec!["\"updatedAt\" = ?".to_string()];
             let mut vals = vec![SqlValue::Text(now.to_string())];
             for (name, v) in values {
@@ -253,22 +269,22 @@ fn apply(conn: &Connection, manifest: &AppManifest, op: WriteOp, now: &str) -> R
             vals.push(SqlValue::Text(id.clone()));
             let sql = format!("UPDATE \"{entity}\" SET {} WHERE id = ?", sets.join(", "));
             conn.prepare_cached(&sql)?.execute(params_from_iter(vals))?;
-            (entity, id, ChangeKind::Update, Some(new))
+            (entity, id, ChangeKind::Update, Some(new), None)
         }
-        WriteOp::Delete { entity, id, guard } => {
+        WriteOp::Delete { entity, id } => {
             let def = entity_def(manifest, &entity)?;
             let old = read_row(conn, def, &id)?.ok_or_else(|| not_found(&entity, &id))?;
-            if let Some(guard) = guard {
-                guard(Some(&old), None)?;
-            }
+            ctx.policies.check_write(&entity, ctx.auth, Some(&old), None)?;
             conn.prepare_cached(&format!("DELETE FROM \"{entity}\" WHERE id = ?"))?.execute([&id])?;
-            (entity, id, ChangeKind::Delete, None)
+            (entity, id, ChangeKind::Delete, None, Some(old))
         }
     };
-    let payload = data.as_ref().map(|d| serde_json::Value::Object(d.clone()).to_string());
+    // A delete stores the row it removed, so read policies can be checked on the event later.
+    let stored = data.as_ref().or(prior.as_ref());
+    let payload = stored.map(|d| serde_json::Value::Object(d.clone()).to_string());
     conn.prepare_cached("INSERT INTO _plaza_changes (entity, row_id, kind, data, ts) VALUES (?,?,?,?,?)")?
         .execute(rusqlite::params![entity, row_id, kind.as_str(), payload, now])?;
-    Ok(Change { seq: conn.last_insert_rowid(), entity, row_id, kind, data, timestamp: now.to_string() })
+    Ok(Some(Change { seq: conn.last_insert_rowid(), entity, row_id, kind, data, timestamp: now.to_string(), prior }))
 }
 
 fn not_found(entity: &str, id: &str) -> PlazaError {
