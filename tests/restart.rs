@@ -49,9 +49,13 @@ fn start(dir: &std::path::Path) -> Server {
 }
 
 async fn send(client: &awc::Client, method: &str, url: String, body: Option<Value>) -> (u16, Value) {
+    send_as(client, ADMIN, method, url, body).await
+}
+
+async fn send_as(client: &awc::Client, token: &str, method: &str, url: String, body: Option<Value>) -> (u16, Value) {
     let req = client
         .request(method.parse().unwrap(), url)
-        .insert_header(("Authorization", format!("Bearer {ADMIN}")));
+        .insert_header(("Authorization", format!("Bearer {token}")));
     let mut resp = match body {
         Some(b) => req.send_json(&b).await,
         None => req.send().await,
@@ -94,6 +98,28 @@ async fn acknowledged_writes_survive_sigkill() {
     assert_eq!(status, 201);
     let (_, next) = send(&client, "GET", format!("{}/api/sync/pull?since=41", server.base), None).await;
     assert_eq!(next["changes"][0]["seq"], 42, "new seqs continue after the old ones");
+}
+
+#[actix_web::test]
+async fn sessions_survive_a_restart_and_revoked_ones_stay_revoked() {
+    let dir = tempfile::tempdir().unwrap();
+    let client = awc::Client::default();
+    let server = start(dir.path());
+    let mut tokens = Vec::new();
+    for user in ["kept", "revoked"] {
+        let (status, s) = send(&client, "POST", format!("{}/api/auth/session", server.base), Some(json!({"user_id": user}))).await;
+        assert_eq!(status, 201);
+        tokens.push(s["token"].as_str().unwrap().to_string());
+    }
+    let (status, _) = send_as(&client, &tokens[1], "POST", format!("{}/api/auth/logout", server.base), None).await;
+    assert_eq!(status, 200);
+
+    drop(server);
+    let server = start(dir.path());
+    let (status, me) = send_as(&client, &tokens[0], "GET", format!("{}/api/auth/me", server.base), None).await;
+    assert_eq!((status, me["user_id"].as_str()), (200, Some("kept")));
+    let (status, body) = send_as(&client, &tokens[1], "GET", format!("{}/api/auth/me", server.base), None).await;
+    assert_eq!((status, body["error"]["code"].as_str()), (401, Some("UNAUTHORIZED")));
 }
 
 #[test]
