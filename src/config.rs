@@ -17,6 +17,18 @@ pub const DEFAULT_CHANGELOG_RETAIN: i64 = 100_000;
 pub const DEFAULT_DRAIN_SECS: u64 = 10;
 pub const DEFAULT_READ_POOL: u32 = 8;
 pub const DEFAULT_SESSION_TTL_SECS: u64 = 30 * 24 * 3600;
+/// Frames a socket may have waiting before it is cut off as a slow consumer.
+pub const DEFAULT_WS_OUTBOUND_MAX: usize = 1024;
+pub const DEFAULT_WS_MAX_FRAME_BYTES: usize = 64 * 1024;
+pub const DEFAULT_WS_MAX_SUBSCRIPTIONS: usize = 100;
+pub const DEFAULT_WS_MAX_PER_IP: usize = 1000;
+/// Server ping interval and the silence after which a client is dropped.
+pub const HEARTBEAT_INTERVAL_MS: u64 = 10_000;
+pub const CLIENT_TIMEOUT_MS: u64 = 30_000;
+/// Most missed events a `subscribe` with `since` replays; further behind, pull first.
+pub const DEFAULT_WS_REPLAY_MAX: usize = 10_000;
+/// Push `op_id`s remembered for dedup.
+pub const DEFAULT_OP_RETAIN: i64 = 100_000;
 
 #[derive(Debug, Parser)]
 #[command(name = "plaza", version, about = "Plaza: a realtime backend in one binary (HTTP + WebSocket on SQLite)")]
@@ -109,6 +121,30 @@ pub struct ServeArgs {
     /// URL that receives `{"email","code"}` for magic sign-in codes; unset: codes are logged.
     #[arg(long, env = "PLAZA_MAGIC_WEBHOOK", global = true)]
     pub magic_webhook: Option<String>,
+    /// Frames queued per socket before it is closed with SLOW_CONSUMER. [default: 1024]
+    #[arg(long, env = "PLAZA_WS_OUTBOUND_MAX", global = true)]
+    pub ws_outbound_max: Option<usize>,
+    /// Largest WebSocket frame a client may send, in bytes. [default: 65536]
+    #[arg(long, env = "PLAZA_WS_MAX_FRAME_BYTES", global = true)]
+    pub ws_max_frame_bytes: Option<usize>,
+    /// Live subscriptions per socket or SSE stream. [default: 100]
+    #[arg(long, env = "PLAZA_WS_MAX_SUBSCRIPTIONS", global = true)]
+    pub ws_max_subscriptions: Option<usize>,
+    /// Open sockets and SSE streams per client IP. [default: 1000]
+    #[arg(long, env = "PLAZA_WS_MAX_PER_IP", global = true)]
+    pub ws_max_per_ip: Option<usize>,
+    /// Server ping interval in milliseconds. [default: 10000]
+    #[arg(long, env = "PLAZA_WS_HEARTBEAT_MS", global = true)]
+    pub ws_heartbeat_ms: Option<u64>,
+    /// Milliseconds of client silence before the socket is dropped. [default: 30000]
+    #[arg(long, env = "PLAZA_WS_CLIENT_TIMEOUT_MS", global = true)]
+    pub ws_client_timeout_ms: Option<u64>,
+    /// Most missed events replayed by `subscribe` with `since`. [default: 10000]
+    #[arg(long, env = "PLAZA_WS_REPLAY_MAX", global = true)]
+    pub ws_replay_max: Option<usize>,
+    /// Push op_ids remembered for dedup (survive restarts). [default: 100000]
+    #[arg(long, env = "PLAZA_OP_RETAIN", global = true)]
+    pub op_retain: Option<i64>,
 }
 
 fn parse_bool(s: &str) -> Result<bool, String> {
@@ -144,6 +180,14 @@ pub struct Config {
     pub default_policy: String,
     pub cookie_secure: bool,
     pub magic_webhook: Option<String>,
+    pub ws_outbound_max: usize,
+    pub ws_max_frame_bytes: usize,
+    pub ws_max_subscriptions: usize,
+    pub ws_max_per_ip: usize,
+    pub ws_heartbeat_ms: u64,
+    pub ws_client_timeout_ms: u64,
+    pub ws_replay_max: usize,
+    pub op_retain: i64,
 }
 
 impl Default for Config {
@@ -170,6 +214,14 @@ impl Default for Config {
             default_policy: "allow".into(),
             cookie_secure: false,
             magic_webhook: None,
+            ws_outbound_max: DEFAULT_WS_OUTBOUND_MAX,
+            ws_max_frame_bytes: DEFAULT_WS_MAX_FRAME_BYTES,
+            ws_max_subscriptions: DEFAULT_WS_MAX_SUBSCRIPTIONS,
+            ws_max_per_ip: DEFAULT_WS_MAX_PER_IP,
+            ws_heartbeat_ms: HEARTBEAT_INTERVAL_MS,
+            ws_client_timeout_ms: CLIENT_TIMEOUT_MS,
+            ws_replay_max: DEFAULT_WS_REPLAY_MAX,
+            op_retain: DEFAULT_OP_RETAIN,
         }
     }
 }
@@ -195,7 +247,11 @@ impl Config {
                dev_mode <- dev_mode, max_body_bytes <- max_body_bytes, rate_limit_max <- rate_limit_max,
                rate_limit_window_secs <- rate_limit_window, changelog_retain <- changelog_retain,
                durability <- durability, read_pool <- read_pool, drain_secs <- drain_secs,
-               session_ttl_secs <- session_ttl, default_policy <- default_policy, cookie_secure <- cookie_secure);
+               session_ttl_secs <- session_ttl, default_policy <- default_policy, cookie_secure <- cookie_secure,
+               ws_outbound_max <- ws_outbound_max, ws_max_frame_bytes <- ws_max_frame_bytes,
+               ws_max_subscriptions <- ws_max_subscriptions, ws_max_per_ip <- ws_max_per_ip,
+               ws_heartbeat_ms <- ws_heartbeat_ms, ws_client_timeout_ms <- ws_client_timeout_ms,
+               ws_replay_max <- ws_replay_max, op_retain <- op_retain);
         if args.magic_webhook.is_some() {
             c.magic_webhook = args.magic_webhook.clone().filter(|u| !u.is_empty());
         }
@@ -228,6 +284,9 @@ impl Config {
         }
         if !matches!(self.default_policy.as_str(), "allow" | "deny") {
             return Err(format!("PLAZA_DEFAULT_POLICY must be 'allow' or 'deny', got '{}'", self.default_policy));
+        }
+        if self.ws_outbound_max == 0 || self.ws_heartbeat_ms == 0 || self.ws_client_timeout_ms <= self.ws_heartbeat_ms {
+            return Err("PLAZA_WS_OUTBOUND_MAX must be positive and PLAZA_WS_CLIENT_TIMEOUT_MS longer than PLAZA_WS_HEARTBEAT_MS".into());
         }
         if self.session_ttl_secs == 0 {
             return Err("PLAZA_SESSION_TTL must be at least 1 second".into());

@@ -37,7 +37,7 @@ impl ApiError {
             ApiError::Plaza(e) => match e {
                 PlazaError::UnknownEntity(_) => "UNKNOWN_ENTITY",
                 PlazaError::Validation(_) => "VALIDATION",
-                PlazaError::Conflict(_) => "CONFLICT",
+                PlazaError::Conflict(_) | PlazaError::Duplicate(_) => "CONFLICT",
                 PlazaError::NotFound(_) => "NOT_FOUND",
                 PlazaError::Forbidden(_) => "FORBIDDEN",
                 PlazaError::Unauthorized(_) => "UNAUTHORIZED",
@@ -76,7 +76,7 @@ impl ResponseError for ApiError {
             ApiError::Plaza(e) => match e {
                 PlazaError::UnknownEntity(_) | PlazaError::NotFound(_) => StatusCode::NOT_FOUND,
                 PlazaError::Validation(_) => StatusCode::BAD_REQUEST,
-                PlazaError::Conflict(_) => StatusCode::CONFLICT,
+                PlazaError::Conflict(_) | PlazaError::Duplicate(_) => StatusCode::CONFLICT,
                 PlazaError::Forbidden(_) => StatusCode::FORBIDDEN,
                 PlazaError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
                 PlazaError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,

@@ -13,6 +13,7 @@ pub mod http;
 pub mod mailer;
 pub mod metrics;
 pub mod middleware;
+pub mod ws;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -40,6 +41,10 @@ pub struct AppState {
     pub started: Instant,
     /// Set on SIGTERM: `/ready` answers 503 while in-flight work finishes.
     pub draining: AtomicBool,
+    /// Open WebSockets and SSE streams per client IP (the per-IP limit).
+    pub streams_per_ip: dashmap::DashMap<std::net::IpAddr, usize>,
+    /// Ids for stream actors, unique for the life of the process.
+    pub next_stream_id: std::sync::atomic::AtomicU64,
     rate_limit: middleware::rate_limit::Limiter,
     /// Keeps the `--in-memory` scratch database alive exactly as long as the app.
     _scratch: Option<tempfile::TempDir>,
@@ -110,6 +115,7 @@ pub fn build_state_full(
     let options = StoreOptions {
         path: path.clone(),
         changelog_retain: config.changelog_retain,
+        op_retain: config.op_retain,
         durability: if config.durability == "full" { Durability::Full } else { Durability::Normal },
         read_pool_size: config.read_pool,
     };
@@ -128,6 +134,8 @@ pub fn build_state_full(
         mailer,
         started: Instant::now(),
         draining: AtomicBool::new(false),
+        streams_per_ip: dashmap::DashMap::new(),
+        next_stream_id: std::sync::atomic::AtomicU64::new(1),
         rate_limit,
         _scratch: scratch,
     }))
@@ -176,6 +184,7 @@ pub fn configure(state: web::Data<AppState>) -> impl FnOnce(&mut web::ServiceCon
             .wrap(from_fn(middleware::request_log::record))
             .wrap(tracing_actix_web::TracingLogger::default())
             .configure(http::routes)
+            .configure(ws::routes)
             .default_service(web::to(http::route_not_found));
         cfg.app_data(state.clone()).service(scope);
     }

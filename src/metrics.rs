@@ -1,13 +1,20 @@
 //! Request metrics in a per-app Prometheus registry (no process globals, so parallel tests
 //! don't share counters). `/metrics` renders the same families as JSON or Prometheus text.
 
-use prometheus::{HistogramOpts, HistogramVec, IntCounter, IntCounterVec, Opts, Registry};
+use prometheus::{Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry};
 
 pub struct Metrics {
     pub registry: Registry,
     pub requests_total: IntCounter,
     pub requests: IntCounterVec,
     pub latency: HistogramVec,
+    /// Open WebSockets and SSE streams.
+    pub streams_open: IntGauge,
+    pub frames_in: IntCounter,
+    pub frames_out: IntCounter,
+    pub slow_consumers: IntCounter,
+    /// Commit → frame handed to the socket.
+    pub fanout_latency: Histogram,
 }
 
 /// Latency buckets (seconds): fine below 10 ms, where a healthy request lands.
@@ -27,10 +34,37 @@ impl Metrics {
                 .buckets(LATENCY_BUCKETS.to_vec()),
             &["route", "method"],
         )?;
+        let streams_open = IntGauge::new("ws_open", "Open WebSockets and SSE streams")?;
+        let frames_in = IntCounter::new("ws_frames_in_total", "Frames received from clients")?;
+        let frames_out = IntCounter::new("ws_frames_out_total", "Frames sent to clients")?;
+        let slow_consumers = IntCounter::new("ws_slow_consumers_total", "Streams closed as slow consumers")?;
+        let fanout_latency = Histogram::with_opts(
+            HistogramOpts::new("fanout_latency_seconds", "Commit to frame handed to the socket").buckets(LATENCY_BUCKETS.to_vec()),
+        )?;
         registry.register(Box::new(requests_total.clone()))?;
         registry.register(Box::new(requests.clone()))?;
         registry.register(Box::new(latency.clone()))?;
-        Ok(Metrics { registry, requests_total, requests, latency })
+        registry.register(Box::new(streams_open.clone()))?;
+        registry.register(Box::new(frames_in.clone()))?;
+        registry.register(Box::new(frames_out.clone()))?;
+        registry.register(Box::new(slow_consumers.clone()))?;
+        registry.register(Box::new(fanout_latency.clone()))?;
+        Ok(Metrics { registry, requests_total, requests, latency, streams_open, frames_in, frames_out, slow_consumers, fanout_latency })
+    }
+
+    pub fn ws_json(&self) -> serde_json::Value {
+        let h = &self.fanout_latency;
+        let count = h.get_sample_count();
+        serde_json::json!({
+            "open": self.streams_open.get(),
+            "frames_in": self.frames_in.get(),
+            "frames_out": self.frames_out.get(),
+            "slow_consumers_dropped": self.slow_consumers.get(),
+            "fanout": {
+                "count": count,
+                "mean_ms": if count == 0 { 0.0 } else { h.get_sample_sum() * 1000.0 / count as f64 },
+            },
+        })
     }
 
     pub fn observe(&self, route: &str, method: &str, status: u16, seconds: f64) {

@@ -23,6 +23,9 @@ pub enum PlazaError {
     ResyncRequired { oldest_seq: i64, last_seq: i64 },
     #[error("{0}")]
     Unavailable(String),
+    /// A pushed op whose `op_id` was applied before; carries the first result (JSON).
+    #[error("operation already applied")]
+    Duplicate(String),
     #[error("internal error: {0}")]
     Internal(String),
 }

@@ -4,6 +4,7 @@
 pub mod admin;
 pub mod auth;
 pub mod entities;
+pub mod events;
 pub mod ops;
 pub mod sync;
 
@@ -29,6 +30,9 @@ pub const API_ROUTES: &[(&str, &str, &str, &str)] = &[
     ("get", "/api/export", "Every row as NDJSON (admin)", "admin"),
     ("post", "/api/import", "Rows from NDJSON or a JSON array, all or nothing (admin)", "admin"),
     ("get", "/api/sync/pull", "Change-log events after a seq", "sync"),
+    ("post", "/api/sync/push", "Apply offline changes; op_id makes retries safe", "sync"),
+    ("get", "/api/events", "Server-Sent Events: live changes of an entity (Last-Event-ID resumes)", "realtime"),
+    ("get", "/ws", "WebSocket: subscribe to changes (JSON frames, see API.md)", "realtime"),
     ("post", "/api/auth/session", "Session for a user id (admin or dev mode)", "auth"),
     ("post", "/api/auth/guest", "Guest session", "auth"),
     ("post", "/api/auth/magic/send", "Send a 6-digit sign-in code", "auth"),
@@ -43,6 +47,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     admin::routes(cfg);
     auth::routes(cfg);
     sync::routes(cfg);
+    events::routes(cfg);
 }
 
 pub async fn route_not_found(req: HttpRequest) -> ApiResult {

@@ -50,7 +50,7 @@ async fn metrics(state: web::Data<AppState>, req: HttpRequest) -> ApiResult {
     Ok(HttpResponse::Ok().json(json!({
         "requests": state.metrics.requests_json(),
         "changelog": {"last_seq": bounds.last_seq, "oldest_seq": bounds.oldest_seq},
-        "ws": {"open": 0},
+        "ws": state.metrics.ws_json(),
         "rooms": {"active": 0},
         "uptime_s": state.started.elapsed().as_secs(),
     })))

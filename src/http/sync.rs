@@ -1,23 +1,116 @@
-//! `GET /api/sync/pull`: the persistent change log after a client's cursor.
+//! Offline sync: `GET /api/sync/pull` (the change log after a client's cursor) and
+//! `POST /api/sync/push` (a client's queued changes, deduplicated by op id).
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use actix_web::{web, HttpResponse};
-use plaza_actors::changelog::{Pull, Pulled};
+use futures_util::future::join_all;
+use plaza_actors::changelog::{Change, Pull, Pulled};
+use plaza_actors::policy::AuthContext;
+use plaza_actors::rows;
+use plaza_actors::store::writer::WriteOp;
 use plaza_actors::query::MAX_LIMIT;
 use plaza_actors::PlazaError;
-use serde_json::json;
+use serde_json::{json, Value};
 
 use super::resource;
 use crate::error::{ApiError, ApiResult};
-use crate::extract::Auth;
+use crate::extract::{Auth, JsonBody};
 use crate::AppState;
 
 pub const DEFAULT_PULL_LIMIT: usize = 100;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.service(resource("/api/sync/pull").route(web::get().to(pull)));
+    cfg.service(resource("/api/sync/pull").route(web::get().to(pull)))
+        .service(resource("/api/sync/push").route(web::post().to(push)));
+}
+
+/// Longest client-chosen op id.
+pub const MAX_OP_ID_LEN: usize = 128;
+
+/// One pushed change → the write unit that applies it, deduplicated by op id when given.
+fn push_unit(state: &AppState, auth: &AuthContext, change: &Value) -> Result<(Option<String>, Vec<WriteOp>), ApiError> {
+    let text = |name: &str| change.get(name).and_then(Value::as_str);
+    let entity = text("entity").ok_or_else(|| PlazaError::Validation("each change needs an \"entity\"".into()))?;
+    let def = state.entity(entity)?;
+    let row_id = rows::validate_id(change.get("row_id").unwrap_or(&Value::Null))
+        .map_err(|_| PlazaError::Validation("each change needs a \"row_id\" (string)".into()))?;
+    let data = change.get("data").cloned().unwrap_or(Value::Null);
+    let op = match text("kind") {
+        Some("insert") => {
+            let mut data = data;
+            if let Some(obj) = data.as_object_mut() {
+                obj.insert("id".into(), Value::String(row_id));
+            }
+            WriteOp::Insert { entity: def.name.clone(), row: rows::validate_insert(def, &data, false)? }
+        }
+        Some("update") => WriteOp::Update { entity: def.name.clone(), id: row_id, values: rows::validate_patch(def, &data)? },
+        Some("delete") => WriteOp::Delete { entity: def.name.clone(), id: row_id },
+        _ => return Err(PlazaError::Validation("kind must be insert, update or delete".into()).into()),
+    };
+    let op_id = match change.get("op_id") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) if !s.is_empty() && s.len() <= MAX_OP_ID_LEN => Some(s.clone()),
+        Some(_) => return Err(PlazaError::Validation(format!("op_id must be a string of 1 to {MAX_OP_ID_LEN} characters")).into()),
+    };
+    Ok(match op_id {
+        // Scoped to the caller, so one client cannot shadow another's op ids.
+        Some(op_id) => {
+            let who = if auth.admin { "admin".to_string() } else { auth.user_id.clone().unwrap_or_default() };
+            let key = format!("{who}\u{1f}{op_id}");
+            (Some(op_id), vec![WriteOp::SkipIfApplied { key: key.clone() }, op, WriteOp::RememberApplied { key }])
+        }
+        None => (None, vec![op]),
+    })
+}
+
+fn applied(op_id: &Option<String>, change: Option<&Change>, duplicate: bool) -> Value {
+    json!({
+        "ok": true, "op_id": op_id, "duplicate": duplicate,
+        "seq": change.map(|c| c.seq), "row_id": change.map(|c| c.row_id.clone()), "kind": change.map(|c| c.kind),
+    })
+}
+
+/// `{"client_id"?, "changes": [{entity, row_id, kind, data?, op_id?}]}`: each change is
+/// validated and policy-checked like the entity API and applied on its own; a repeated op_id
+/// is not applied again and answers the first result (also after a restart).
+async fn push(state: web::Data<AppState>, auth: Auth, JsonBody(body): JsonBody) -> ApiResult {
+    let changes = body
+        .get("changes")
+        .and_then(Value::as_array)
+        .ok_or_else(|| PlazaError::Validation("expected {\"changes\": [...]}".into()))?;
+    if changes.len() > crate::http::admin::MAX_BULK_OPS {
+        return Err(PlazaError::Validation(format!("at most {} changes per push", crate::http::admin::MAX_BULK_OPS)).into());
+    }
+    let pending = changes.iter().map(|change| {
+        let unit = push_unit(&state, &auth.ctx, change);
+        let (state, ctx) = (state.clone(), auth.ctx.clone());
+        async move {
+            let (op_id, ops) = match unit {
+                Ok(u) => u,
+                Err(e) => return (None, Err(e)),
+            };
+            (op_id, state.write(&ctx, ops).await)
+        }
+    });
+    let (mut applied_n, mut duplicates) = (0, 0);
+    let mut results = Vec::with_capacity(changes.len());
+    for (op_id, outcome) in join_all(pending).await {
+        results.push(match outcome {
+            Ok(done) => {
+                applied_n += 1;
+                applied(&op_id, done.first(), false)
+            }
+            Err(ApiError::Plaza(PlazaError::Duplicate(first))) => {
+                duplicates += 1;
+                let first: Vec<Change> = serde_json::from_str(&first).unwrap_or_default();
+                applied(&op_id, first.first(), true)
+            }
+            Err(e) => json!({"ok": false, "op_id": op_id, "error": e.body()["error"]}),
+        });
+    }
+    Ok(HttpResponse::Ok().json(json!({"applied": applied_n, "duplicates": duplicates, "results": results})))
 }
 
 fn number(params: &HashMap<String, String>, name: &str) -> Result<Option<i64>, ApiError> {

@@ -32,6 +32,8 @@ pub enum Durability {
 pub struct StoreOptions {
     pub path: PathBuf,
     pub changelog_retain: i64,
+    /// Sync-push op ids remembered for dedup.
+    pub op_retain: i64,
     pub durability: Durability,
     pub read_pool_size: u32,
 }

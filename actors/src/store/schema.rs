@@ -19,6 +19,9 @@ CREATE TABLE IF NOT EXISTS _plaza_changes (
 CREATE TABLE IF NOT EXISTS _plaza_sessions (
     selector TEXT PRIMARY KEY, verifier_hash BLOB NOT NULL, user_id TEXT NOT NULL,
     guest INTEGER NOT NULL, created_at INTEGER NOT NULL, expires_at INTEGER NOT NULL);
+-- Sync push dedup: the first result of each (caller, op_id), bounded by PLAZA_OP_RETAIN.
+CREATE TABLE IF NOT EXISTS _plaza_ops (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, op_key TEXT NOT NULL UNIQUE, result TEXT NOT NULL);
 ";
 
 /// Brings the database up to the manifest in one transaction.

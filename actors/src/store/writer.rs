@@ -32,6 +32,11 @@ pub enum WriteOp {
     Delete { entity: String, id: String },
     /// Plaza's own bookkeeping (sessions, dedup tables): no policy, no change event.
     Internal { sql: &'static str, params: Vec<SqlValue> },
+    /// First op of a deduplicated unit: if `key` was applied before, the unit stops with
+    /// `PlazaError::Duplicate(first result)` and writes nothing.
+    SkipIfApplied { key: String },
+    /// Last op of a deduplicated unit: remembers the unit's changes under `key`.
+    RememberApplied { key: String },
 }
 
 /// One caller's ops: all commit, or none do. Every entity op is checked against the policies
@@ -118,6 +123,7 @@ pub struct SqliteWriter {
     policies: Arc<Policies>,
     bounds: LogBounds,
     retain: i64,
+    op_retain: i64,
 }
 
 #[derive(Message)]
@@ -146,7 +152,14 @@ impl SqliteWriter {
                 (Err(e.to_string()), LogBounds { oldest_seq: 1, last_seq: 0 })
             }
         };
-        SqliteWriter { conn, manifest, policies, bounds, retain: options.changelog_retain.max(1) }
+        SqliteWriter {
+            conn,
+            manifest,
+            policies,
+            bounds,
+            retain: options.changelog_retain.max(1),
+            op_retain: options.op_retain.max(1),
+        }
     }
 }
 
@@ -168,10 +181,20 @@ impl Handler<CommitGroup> for SqliteWriter {
         let mut tx = conn.transaction()?;
         let now = now_rfc3339();
         let mut results = Vec::with_capacity(msg.0.len());
+        let mut remembered = false;
         for (auth, ops) in msg.0 {
             let mut sp = tx.savepoint()?;
             let ctx = OpContext { manifest: &manifest, policies: &policies, auth: &auth, now: &now };
-            let outcome = ops.into_iter().filter_map(|op| apply(&sp, &ctx, op).transpose()).collect::<Result<Vec<_>>>();
+            let mut outcome: Result<Vec<Change>> = Ok(Vec::new());
+            for op in ops {
+                let Ok(done) = outcome.as_mut() else { break };
+                remembered |= matches!(op, WriteOp::RememberApplied { .. });
+                match apply(&sp, &ctx, op, done) {
+                    Ok(Some(change)) => done.push(change),
+                    Ok(None) => {}
+                    Err(e) => outcome = Err(e),
+                }
+            }
             match outcome {
                 Ok(changes) => {
                     sp.commit()?;
@@ -187,6 +210,12 @@ impl Handler<CommitGroup> for SqliteWriter {
         let cutoff = last_seq - self.retain;
         if cutoff >= self.bounds.oldest_seq {
             tx.execute("DELETE FROM _plaza_changes WHERE seq <= ?", [cutoff])?;
+        }
+        if remembered {
+            tx.execute(
+                "DELETE FROM _plaza_ops WHERE seq <= (SELECT max(seq) FROM _plaza_ops) - ?",
+                [self.op_retain],
+            )?;
         }
         tx.commit()?;
         self.bounds = LogBounds { oldest_seq: self.bounds.oldest_seq.max(cutoff + 1), last_seq };
@@ -209,12 +238,21 @@ struct OpContext<'a> {
     now: &'a str,
 }
 
-/// Applies one op; `None` for internal ops, which leave no change event.
-fn apply(conn: &Connection, ctx: &OpContext<'_>, op: WriteOp) -> Result<Option<Change>> {
+/// Applies one op after the unit's earlier ones (`done`); `None` for bookkeeping ops, which
+/// leave no change event.
+fn apply(conn: &Connection, ctx: &OpContext<'_>, op: WriteOp, done: &[Change]) -> Result<Option<Change>> {
     let (manifest, now) = (ctx.manifest, ctx.now);
     let (entity, row_id, kind, data, prior) = match op {
         WriteOp::Internal { sql, params } => {
             conn.prepare_cached(sql)?.execute(params_from_iter(params))?;
+            return Ok(None);
+        }
+        WriteOp::SkipIfApplied { key } => {
+            skip_if_applied(conn, &key)?;
+            return Ok(None);
+        }
+        WriteOp::RememberApplied { key } => {
+            remember(conn, &key, done)?;
             return Ok(None);
         }
         WriteOp::Insert { entity, row } => {
@@ -285,6 +323,21 @@ fn apply(conn: &Connection, ctx: &OpContext<'_>, op: WriteOp) -> Result<Option<C
     conn.prepare_cached("INSERT INTO _plaza_changes (entity, row_id, kind, data, ts) VALUES (?,?,?,?,?)")?
         .execute(rusqlite::params![entity, row_id, kind.as_str(), payload, now])?;
     Ok(Some(Change { seq: conn.last_insert_rowid(), entity, row_id, kind, data, timestamp: now.to_string(), prior }))
+}
+
+fn skip_if_applied(conn: &Connection, key: &str) -> Result<()> {
+    let first: Option<String> =
+        conn.prepare_cached("SELECT result FROM _plaza_ops WHERE op_key = ?")?.query_row([key], |r| r.get(0)).optional()?;
+    match first {
+        Some(result) => Err(PlazaError::Duplicate(result)),
+        None => Ok(()),
+    }
+}
+
+fn remember(conn: &Connection, key: &str, changes: &[Change]) -> Result<()> {
+    let result = serde_json::to_string(changes).map_err(|e| PlazaError::Internal(e.to_string()))?;
+    conn.prepare_cached("INSERT INTO _plaza_ops (op_key, result) VALUES (?, ?)")?.execute([key, &result])?;
+    Ok(())
 }
 
 fn not_found(entity: &str, id: &str) -> PlazaError {
