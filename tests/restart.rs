@@ -122,6 +122,25 @@ async fn sessions_survive_a_restart_and_revoked_ones_stay_revoked() {
     assert_eq!((status, body["error"]["code"].as_str()), (401, Some("UNAUTHORIZED")));
 }
 
+#[actix_web::test]
+async fn a_pushed_op_is_not_applied_again_after_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let client = awc::Client::default();
+    let push = json!({"changes": [{"entity": "Todo", "row_id": "p1", "kind": "insert",
+                                   "data": {"title": "queued offline", "done": false}, "op_id": "op-77"}]});
+    let server = start(dir.path());
+    let (status, first) = send(&client, "POST", format!("{}/api/sync/push", server.base), Some(push.clone())).await;
+    assert_eq!((status, first["applied"].as_i64()), (200, Some(1)));
+    drop(server);
+
+    let server = start(dir.path());
+    let (_, retry) = send(&client, "POST", format!("{}/api/sync/push", server.base), Some(push)).await;
+    assert_eq!((retry["applied"].as_i64(), retry["duplicates"].as_i64()), (Some(0), Some(1)));
+    assert_eq!(retry["results"][0]["seq"], first["results"][0]["seq"]);
+    let (_, pulled) = send(&client, "GET", format!("{}/api/sync/pull?since=0", server.base), None).await;
+    assert_eq!(pulled["changes"].as_array().unwrap().len(), 1, "applied exactly once");
+}
+
 #[test]
 fn check_reports_manifest_problems() {
     let dir = tempfile::tempdir().unwrap();
