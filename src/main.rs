@@ -8,12 +8,17 @@ use clap::Parser;
 use plaza::config::{Cli, Command, Config};
 use tracing_subscriber::EnvFilter;
 
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Lossless (blocks rather than drops when the buffer is full); flushed when `_log` drops.
+    let (writer, _log) = tracing_appender::non_blocking::NonBlockingBuilder::default().lossy(false).finish(std::io::stderr());
     tracing_subscriber::fmt()
         .with_env_filter(EnvFilter::try_from_env("PLAZA_LOG").unwrap_or_else(|_| EnvFilter::new("info")))
         .with_target(false)
-        .with_writer(std::io::stderr)
+        .with_writer(writer)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let config = match Config::from_args(&cli.serve) {

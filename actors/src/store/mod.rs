@@ -75,6 +75,8 @@ pub fn open(options: &StoreOptions, manifest: Arc<AppManifest>, policies: Arc<Po
     let pool = r2d2::Pool::builder()
         .max_size(options.read_pool_size.max(1))
         .min_idle(Some(1))
+        // A checkout test is a query per request; a broken read connection fails its query instead.
+        .test_on_check_out(false)
         .connection_timeout(Duration::from_secs(10))
         .build(manager)
         .map_err(|e| PlazaError::Unavailable(format!("cannot open read pool: {e}")))?;

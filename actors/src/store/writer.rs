@@ -178,33 +178,29 @@ impl Handler<CommitGroup> for SqliteWriter {
     fn handle(&mut self, msg: CommitGroup, _: &mut SyncContext<Self>) -> Self::Result {
         let (manifest, policies) = (self.manifest.clone(), self.policies.clone());
         let conn = self.conn.as_mut().map_err(|e| PlazaError::Unavailable(format!("database: {e}")))?;
-        let mut tx = conn.transaction()?;
+        let tx = conn.transaction()?;
         let now = now_rfc3339();
         let mut results = Vec::with_capacity(msg.0.len());
         let mut remembered = false;
         for (auth, ops) in msg.0 {
-            let mut sp = tx.savepoint()?;
+            // Cached statements: a savepoint per caller costs no SQL parsing.
+            tx.prepare_cached("SAVEPOINT unit")?.execute([])?;
             let ctx = OpContext { manifest: &manifest, policies: &policies, auth: &auth, now: &now };
             let mut outcome: Result<Vec<Change>> = Ok(Vec::new());
             for op in ops {
                 let Ok(done) = outcome.as_mut() else { break };
                 remembered |= matches!(op, WriteOp::RememberApplied { .. });
-                match apply(&sp, &ctx, op, done) {
+                match apply(&tx, &ctx, op, done) {
                     Ok(Some(change)) => done.push(change),
                     Ok(None) => {}
                     Err(e) => outcome = Err(e),
                 }
             }
-            match outcome {
-                Ok(changes) => {
-                    sp.commit()?;
-                    results.push(Ok(changes));
-                }
-                Err(e) => {
-                    sp.rollback()?;
-                    results.push(Err(e));
-                }
+            if outcome.is_err() {
+                tx.prepare_cached("ROLLBACK TO unit")?.execute([])?;
             }
+            tx.prepare_cached("RELEASE unit")?.execute([])?;
+            results.push(outcome);
         }
         let last_seq = results.iter().flatten().flatten().map(|c| c.seq).fold(self.bounds.last_seq, i64::max);
         let cutoff = last_seq - self.retain;
