@@ -6,7 +6,7 @@ use std::time::Instant;
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::middleware::Next;
-use actix_web::{web, Error};
+use actix_web::{web, Error, HttpMessage};
 
 use crate::AppState;
 
@@ -27,4 +27,17 @@ pub async fn record(
     }
     tracing::info!(target: "plaza::access", %method, %path, status, latency_ms = elapsed.as_secs_f64() * 1000.0);
     Ok(res)
+}
+
+/// The per-request span (tracing-actix-web): just the request id, so every line logged while
+/// serving a request can be tied to it; method, route, status and latency go on the access line.
+pub struct RequestSpan;
+
+impl tracing_actix_web::RootSpanBuilder for RequestSpan {
+    fn on_request_start(request: &ServiceRequest) -> tracing::Span {
+        let id = request.extensions().get::<tracing_actix_web::RequestId>().copied();
+        tracing::info_span!("req", id = %id.map(|i| i.to_string()).unwrap_or_default())
+    }
+
+    fn on_request_end<B: MessageBody>(_: tracing::Span, _: &Result<ServiceResponse<B>, Error>) {}
 }
