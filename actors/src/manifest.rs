@@ -301,6 +301,21 @@ mod tests {
     }
 
     #[test]
+    fn toml_manifests_read_like_json() {
+        let m = AppManifest::from_toml(
+            r#"
+            name = "todo"
+            [[entities]]
+            name = "Todo"
+            fields = [{ name = "title", type = "string" }, { name = "done", type = "bool", optional = true }]
+            "#,
+        )
+        .unwrap();
+        assert_eq!(m.entities[0].fields[1].ty, FieldType::Bool);
+        assert!(m.entities[0].fields[1].optional);
+    }
+
+    #[test]
     fn rejects_unknown_types_with_position() {
         let err = AppManifest::from_json(r#"{"entities":[{"name":"T","fields":[{"name":"a","type":"blob"}]}]}"#)
             .unwrap_err()
