@@ -435,8 +435,7 @@ impl Parser<'_> {
         }
         if self.eat("in") {
             let right = self.primary()?;
-            if matches!(right, Expr::Data(_)) && !matches!(left, Expr::Data(_)) {
-                let Expr::Data(f) = &right else { unreachable!() };
+            if let (Expr::Data(f), false) = (&right, matches!(left, Expr::Data(_))) {
                 if self.entity.field(f).map(|d| &d.ty) != Some(&FieldType::Json) {
                     return Err(format!("{}: `x in data.{f}` needs a json field holding an array", self.here()));
                 }

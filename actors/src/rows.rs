@@ -59,10 +59,8 @@ pub fn validate_patch(entity: &EntityDef, body: &Value) -> Result<Vec<(String, S
     reject_unknown(entity, obj)?;
     let mut values = Vec::new();
     for (name, v) in obj {
-        if SYSTEM_FIELDS.contains(&name.as_str()) {
-            continue;
-        }
-        let field = entity.field(name).expect("checked by reject_unknown");
+        let Some(field) = entity.field(name) else { continue }; // system fields: never written
+
         if v.is_null() && !field.optional {
             return Err(PlazaError::Validation(format!(
                 "{}.{} is required and cannot be null",
