@@ -308,28 +308,8 @@ impl Filter {
 
     fn eval(&self, row: &Map<String, Value>) -> Option<bool> {
         match self {
-            Filter::All(parts) => {
-                let mut unknown = false;
-                for p in parts {
-                    match p.eval(row) {
-                        Some(false) => return Some(false),
-                        None => unknown = true,
-                        Some(true) => {}
-                    }
-                }
-                if unknown { None } else { Some(true) }
-            }
-            Filter::Any(parts) => {
-                let mut unknown = false;
-                for p in parts {
-                    match p.eval(row) {
-                        Some(true) => return Some(true),
-                        None => unknown = true,
-                        Some(false) => {}
-                    }
-                }
-                if unknown { None } else { Some(false) }
-            }
+            Filter::All(parts) => three_valued(parts, row, false),
+            Filter::Any(parts) => three_valued(parts, row, true),
             Filter::Not(inner) => inner.eval(row).map(|b| !b),
             Filter::Cmp { field, op, value } => {
                 let left = cell(row, field);
@@ -371,6 +351,20 @@ impl Filter {
             },
         }
     }
+}
+
+/// SQL's AND (`decisive` false) and OR (`decisive` true) over unknowns: one decisive part
+/// decides; otherwise any unknown part leaves the whole unknown.
+fn three_valued(parts: &[Filter], row: &Map<String, Value>, decisive: bool) -> Option<bool> {
+    let mut unknown = false;
+    for p in parts {
+        match p.eval(row) {
+            Some(b) if b == decisive => return Some(decisive),
+            None => unknown = true,
+            Some(_) => {}
+        }
+    }
+    if unknown { None } else { Some(!decisive) }
 }
 
 /// A JSON cell back to the SQLite value it was stored as.
