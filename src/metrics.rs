@@ -53,17 +53,13 @@ impl Metrics {
     }
 
     pub fn ws_json(&self) -> serde_json::Value {
-        let h = &self.fanout_latency;
-        let count = h.get_sample_count();
+        let fanout = prometheus::core::Metric::metric(&self.fanout_latency);
         serde_json::json!({
             "open": self.streams_open.get(),
             "frames_in": self.frames_in.get(),
             "frames_out": self.frames_out.get(),
             "slow_consumers_dropped": self.slow_consumers.get(),
-            "fanout": {
-                "count": count,
-                "mean_ms": if count == 0 { 0.0 } else { h.get_sample_sum() * 1000.0 / count as f64 },
-            },
+            "fanout_latency": summary(fanout.get_histogram()),
         })
     }
 
@@ -90,27 +86,29 @@ impl Metrics {
                 let label = |n: &str| {
                     m.get_label().iter().find(|l| l.name() == n).map(|l| l.value().to_string()).unwrap_or_default()
                 };
-                let h = m.get_histogram();
-                let count = h.get_sample_count();
-                let quantile = |q: f64| {
-                    let want = (count as f64 * q).ceil() as u64;
-                    h.get_bucket()
-                        .iter()
-                        .find(|b| b.cumulative_count() >= want)
-                        .map(|b| b.upper_bound() * 1000.0)
-                        .unwrap_or(f64::INFINITY)
-                };
-                routes.insert(
-                    format!("{} {}", label("method"), label("route")),
-                    serde_json::json!({
-                        "count": count,
-                        "mean_ms": if count == 0 { 0.0 } else { h.get_sample_sum() * 1000.0 / count as f64 },
-                        "p50_ms": quantile(0.5),
-                        "p99_ms": quantile(0.99),
-                    }),
-                );
+                routes.insert(format!("{} {}", label("method"), label("route")), summary(m.get_histogram()));
             }
         }
         serde_json::json!({"total": self.requests_total.get(), "routes": routes})
     }
+}
+
+/// `{"count","mean_ms","p50_ms","p99_ms"}` of a seconds histogram; quantiles are the upper
+/// bound of the bucket they fall in.
+fn summary(h: &prometheus::proto::Histogram) -> serde_json::Value {
+    let count = h.get_sample_count();
+    let quantile = |q: f64| {
+        let want = (count as f64 * q).ceil() as u64;
+        h.get_bucket()
+            .iter()
+            .find(|b| b.cumulative_count() >= want)
+            .map(|b| b.upper_bound() * 1000.0)
+            .unwrap_or(f64::INFINITY)
+    };
+    serde_json::json!({
+        "count": count,
+        "mean_ms": if count == 0 { 0.0 } else { h.get_sample_sum() * 1000.0 / count as f64 },
+        "p50_ms": quantile(0.5),
+        "p99_ms": quantile(0.99),
+    })
 }

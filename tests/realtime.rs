@@ -342,6 +342,11 @@ async fn sse_streams_the_same_frames_with_policies_and_resume() {
     assert_eq!((status, body["error"]["code"].as_str()), (410, Some("RESYNC_REQUIRED")));
     let (status, _) = http(&srv, &alice, "GET", "/api/events?entity=Nope", None).await;
     assert_eq!(status, 404);
+    // EventSource cannot set headers: ?token= works too, and a bad one is refused.
+    let by_query = client().get(srv.url(&format!("/api/events?entity=Todo&token={alice}"))).send().await.unwrap();
+    assert_eq!(by_query.status().as_u16(), 200);
+    let bad = client().get(srv.url("/api/events?entity=Todo&token=nope")).send().await.unwrap();
+    assert_eq!(bad.status().as_u16(), 401);
 }
 
 #[actix_web::test]

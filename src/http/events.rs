@@ -18,7 +18,7 @@ use tokio::sync::mpsc;
 
 use super::resource;
 use crate::error::{ApiError, ApiResult};
-use crate::extract::Auth;
+use crate::extract::{credential, Auth};
 use crate::ws::stream::{self, Gate, StreamSlot};
 use crate::AppState;
 
@@ -30,12 +30,9 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(resource("/api/events").route(web::get().to(events)));
 }
 
-async fn events(
-    req: HttpRequest,
-    state: web::Data<AppState>,
-    query: web::Query<HashMap<String, String>>,
-    auth: Auth,
-) -> ApiResult {
+/// Credentials as for any request, or `?token=` (browsers' EventSource cannot set headers).
+async fn events(req: HttpRequest, state: web::Data<AppState>, query: web::Query<HashMap<String, String>>) -> ApiResult {
+    let auth = Auth::resolve(&state, query.get("token").cloned().or_else(|| credential(&req))).await?;
     let entity = query.get("entity").ok_or_else(|| PlazaError::Validation("?entity= is required".into()))?;
     let filter = crate::ws::filter_param(&query)?;
     let since = query
