@@ -118,6 +118,8 @@ pub struct SlowConsumer;
 
 struct Subscriber {
     sub: Subscription,
+    /// Live delivery starts after this seq (the log position when it subscribed).
+    after: i64,
     deliver: Recipient<Deliver>,
     kick: Recipient<SlowConsumer>,
 }
@@ -159,7 +161,7 @@ impl ChangeLog {
         let mut json: Option<Arc<str>> = None;
         let mut dropped = Vec::new();
         for ((subscriber, sub_id), s) in subs {
-            if !s.sub.wants(&self.policies, change) {
+            if change.seq <= s.after || !s.sub.wants(&self.policies, change) {
                 continue;
             }
             let json = json.get_or_insert_with(|| serde_json::to_string(&**change).unwrap_or_default().into()).clone();
@@ -196,18 +198,40 @@ pub struct Append {
     pub bounds: LogBounds,
 }
 
+/// Fans committed events out to subscribers; queued by `Append` right after it answers, so
+/// writers are acknowledged without waiting for delivery.
+#[derive(Message)]
+#[rtype(result = "()")]
+struct FanOut {
+    changes: Vec<Arc<Change>>,
+    committed_at: Instant,
+}
+
+impl Handler<FanOut> for ChangeLog {
+    type Result = ();
+    fn handle(&mut self, msg: FanOut, _: &mut Context<Self>) {
+        for change in &msg.changes {
+            self.fan_out(change, msg.committed_at);
+        }
+    }
+}
+
 impl Handler<Append> for ChangeLog {
     type Result = ();
-    fn handle(&mut self, msg: Append, _: &mut Context<Self>) {
+    fn handle(&mut self, msg: Append, ctx: &mut Context<Self>) {
         let committed_at = Instant::now();
         self.bounds = msg.bounds;
+        let mut appended = Vec::with_capacity(msg.changes.len());
         for change in msg.changes {
             if self.tail.len() == self.tail_cap {
                 self.tail.pop_front();
             }
             let change = Arc::new(change);
-            self.fan_out(&change, committed_at);
+            appended.push(change.clone());
             self.tail.push_back(change);
+        }
+        if !appended.is_empty() && !self.by_entity.is_empty() {
+            ctx.notify(FanOut { changes: appended, committed_at });
         }
         while self.tail.front().is_some_and(|c| c.seq < self.bounds.oldest_seq) {
             self.tail.pop_front();
@@ -307,7 +331,7 @@ impl Handler<Subscribe> for ChangeLog {
         let key = (msg.subscriber, msg.id.clone());
         let entity = msg.sub.entity.clone();
         let subs = self.by_entity.entry(entity.clone()).or_default();
-        if subs.insert(key, Subscriber { sub: msg.sub, deliver: msg.deliver, kick: msg.kick }).is_none() {
+        if subs.insert(key, Subscriber { sub: msg.sub, after: last, deliver: msg.deliver, kick: msg.kick }).is_none() {
             self.by_subscriber.entry(msg.subscriber).or_default().push((entity, msg.id));
         }
         Ok(Subscribed { seq: last, replay })

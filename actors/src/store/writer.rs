@@ -78,12 +78,16 @@ impl Writer {
                 match outcome {
                     Ok(Ok(group)) => {
                         let committed: Vec<Change> = group.results.iter().flatten().flatten().cloned().collect();
-                        if !committed.is_empty() {
-                            act.changelog.do_send(Append { changes: committed, bounds: group.bounds });
-                        }
-                        for (reply, result) in replies.into_iter().zip(group.results) {
-                            let _ = reply.send(result);
-                        }
+                        // Callers hear back only once the ChangeLog holds their events, so a pull
+                        // or resume right after an acknowledged write sees it (never a 410 for a
+                        // seq the caller was just given). The next group commits meanwhile.
+                        let logged = act.changelog.send(Append { changes: committed, bounds: group.bounds });
+                        actix::spawn(async move {
+                            let _ = logged.await;
+                            for (reply, result) in replies.into_iter().zip(group.results) {
+                                let _ = reply.send(result);
+                            }
+                        });
                     }
                     Ok(Err(e)) => replies.into_iter().for_each(|r| drop(r.send(Err(e.clone())))),
                     Err(e) => replies.into_iter().for_each(|r| drop(r.send(Err(e.into())))),
