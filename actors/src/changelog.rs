@@ -1,11 +1,11 @@
 //! The ChangeLog actor: the position of the persistent change log (last seq, oldest retained
-//! seq), its recent tail in memory (so most pulls and resumes never touch SQLite), and the live
-//! subscriptions. Events arrive from the Writer after their commit, in seq order, and fan out
-//! from here: each subscription is checked (entity, filter, read policy for its caller) and
-//! matching events are offered to the subscriber's bounded mailbox with `try_send`, so a slow
-//! subscriber is cut off instead of slowing anyone down.
+//! seq) and its recent tail in memory, so most pulls and resumes never touch SQLite. Events
+//! arrive from the Writer after their commit, in seq order, and writers are acknowledged once
+//! they are here; they are then published to the `Fanout` actor, which delivers them to live
+//! subscribers. Subscriptions register through this actor, so a resume's replay (from the tail
+//! or the store) and its live events meet exactly at one seq.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -13,6 +13,8 @@ use actix::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::error::PlazaError;
+pub use crate::fanout::{Deliver, SlowConsumer, Unsubscribe};
+use crate::fanout::{Fanout, Publish, Register};
 use crate::policy::{AuthContext, Policies};
 use crate::query::Filter;
 use crate::rows::Row;
@@ -101,88 +103,16 @@ impl Subscription {
     }
 }
 
-/// One event for one subscription. `json` is the event serialised once for all subscribers.
-#[derive(Message, Clone)]
-#[rtype(result = "()")]
-pub struct Deliver {
-    pub sub: Arc<str>,
-    pub change: Arc<Change>,
-    pub json: Arc<str>,
-    pub committed_at: Instant,
-}
-
-/// Sent once to a subscriber whose mailbox was full: it has been dropped from the fan-out.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct SlowConsumer;
-
-struct Subscriber {
-    sub: Subscription,
-    /// Live delivery starts after this seq (the log position when it subscribed).
-    after: i64,
-    deliver: Recipient<Deliver>,
-    kick: Recipient<SlowConsumer>,
-}
-
-/// Subscriptions are keyed by (subscriber id, subscription id).
-type SubKey = (u64, Arc<str>);
-
 pub struct ChangeLog {
     bounds: LogBounds,
     tail: VecDeque<Arc<Change>>,
     tail_cap: usize,
-    policies: Arc<Policies>,
-    by_entity: HashMap<String, HashMap<SubKey, Subscriber>>,
-    by_subscriber: HashMap<u64, Vec<(String, Arc<str>)>>,
+    fanout: Addr<Fanout>,
 }
 
 impl ChangeLog {
-    pub fn new(bounds: LogBounds, tail_cap: usize, policies: Arc<Policies>) -> Self {
-        ChangeLog {
-            bounds,
-            tail: VecDeque::with_capacity(tail_cap.min(1024)),
-            tail_cap,
-            policies,
-            by_entity: HashMap::new(),
-            by_subscriber: HashMap::new(),
-        }
-    }
-
-    fn remove_subscriber(&mut self, id: u64) {
-        for (entity, sub) in self.by_subscriber.remove(&id).unwrap_or_default() {
-            if let Some(subs) = self.by_entity.get_mut(&entity) {
-                subs.remove(&(id, sub));
-            }
-        }
-    }
-
-    fn fan_out(&mut self, change: &Arc<Change>, committed_at: Instant) {
-        let Some(subs) = self.by_entity.get(&change.entity) else { return };
-        let mut json: Option<Arc<str>> = None;
-        let mut dropped = Vec::new();
-        for ((subscriber, sub_id), s) in subs {
-            if change.seq <= s.after || !s.sub.wants(&self.policies, change) {
-                continue;
-            }
-            let json = json.get_or_insert_with(|| serde_json::to_string(&**change).unwrap_or_default().into()).clone();
-            let msg = Deliver { sub: sub_id.clone(), change: change.clone(), json, committed_at };
-            match s.deliver.try_send(msg) {
-                Ok(()) => {}
-                Err(SendError::Full(_)) => {
-                    // One message past the bound, and only once: the subscriber is dropped now.
-                    s.kick.do_send(SlowConsumer);
-                    dropped.push(*subscriber);
-                }
-                Err(SendError::Closed(_)) => dropped.push(*subscriber),
-            }
-        }
-        for id in dropped {
-            self.remove_subscriber(id);
-        }
-    }
-
-    pub fn subscriber_count(&self) -> usize {
-        self.by_entity.values().map(HashMap::len).sum()
+    pub fn new(bounds: LogBounds, tail_cap: usize, fanout: Addr<Fanout>) -> Self {
+        ChangeLog { bounds, tail: VecDeque::with_capacity(tail_cap.min(1024)), tail_cap, fanout }
     }
 }
 
@@ -198,27 +128,9 @@ pub struct Append {
     pub bounds: LogBounds,
 }
 
-/// Fans committed events out to subscribers; queued by `Append` right after it answers, so
-/// writers are acknowledged without waiting for delivery.
-#[derive(Message)]
-#[rtype(result = "()")]
-struct FanOut {
-    changes: Vec<Arc<Change>>,
-    committed_at: Instant,
-}
-
-impl Handler<FanOut> for ChangeLog {
-    type Result = ();
-    fn handle(&mut self, msg: FanOut, _: &mut Context<Self>) {
-        for change in &msg.changes {
-            self.fan_out(change, msg.committed_at);
-        }
-    }
-}
-
 impl Handler<Append> for ChangeLog {
     type Result = ();
-    fn handle(&mut self, msg: Append, ctx: &mut Context<Self>) {
+    fn handle(&mut self, msg: Append, _: &mut Context<Self>) {
         let committed_at = Instant::now();
         self.bounds = msg.bounds;
         let mut appended = Vec::with_capacity(msg.changes.len());
@@ -230,8 +142,9 @@ impl Handler<Append> for ChangeLog {
             appended.push(change.clone());
             self.tail.push_back(change);
         }
-        if !appended.is_empty() && !self.by_entity.is_empty() {
-            ctx.notify(FanOut { changes: appended, committed_at });
+        if !appended.is_empty() {
+            // In seq order, and before any later registration: see `Subscribe`.
+            self.fanout.do_send(Publish { changes: appended, committed_at });
         }
         while self.tail.front().is_some_and(|c| c.seq < self.bounds.oldest_seq) {
             self.tail.pop_front();
@@ -328,43 +241,25 @@ impl Handler<Subscribe> for ChangeLog {
                 }
             }
         };
-        let key = (msg.subscriber, msg.id.clone());
-        let entity = msg.sub.entity.clone();
-        let subs = self.by_entity.entry(entity.clone()).or_default();
-        if subs.insert(key, Subscriber { sub: msg.sub, after: last, deliver: msg.deliver, kick: msg.kick }).is_none() {
-            self.by_subscriber.entry(msg.subscriber).or_default().push((entity, msg.id));
-        }
+        // Every event up to `last` was published to the fan-out before this registration, so
+        // the subscriber gets exactly the later ones live.
+        self.fanout.do_send(Register {
+            subscriber: msg.subscriber,
+            id: msg.id,
+            sub: msg.sub,
+            after: last,
+            deliver: msg.deliver,
+            kick: msg.kick,
+        });
         Ok(Subscribed { seq: last, replay })
     }
 }
 
-/// Ends one subscription (`id`), or all of a subscriber's (`None`).
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct Unsubscribe {
-    pub subscriber: u64,
-    pub id: Option<Arc<str>>,
-}
 
 impl Handler<Unsubscribe> for ChangeLog {
     type Result = ();
     fn handle(&mut self, msg: Unsubscribe, _: &mut Context<Self>) {
-        match msg.id {
-            None => self.remove_subscriber(msg.subscriber),
-            Some(id) => {
-                if let Some(list) = self.by_subscriber.get_mut(&msg.subscriber) {
-                    list.retain(|(entity, sub)| {
-                        let keep = *sub != id;
-                        if !keep {
-                            if let Some(subs) = self.by_entity.get_mut(entity) {
-                                subs.remove(&(msg.subscriber, id.clone()));
-                            }
-                        }
-                        keep
-                    });
-                }
-            }
-        }
+        self.fanout.do_send(msg);
     }
 }
 
@@ -378,7 +273,8 @@ mod tests {
 
     #[actix::test]
     async fn serves_the_tail_and_refuses_pruned_or_future_cursors() {
-        let log = ChangeLog::new(LogBounds { oldest_seq: 1, last_seq: 0 }, 3, Arc::default()).start();
+        let fanout = Fanout::new(Arc::default()).start();
+        let log = ChangeLog::new(LogBounds { oldest_seq: 1, last_seq: 0 }, 3, fanout).start();
         log.send(Append { changes: (1..=5).map(change).collect(), bounds: LogBounds { oldest_seq: 1, last_seq: 5 } })
             .await
             .unwrap();

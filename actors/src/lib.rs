@@ -2,6 +2,7 @@
 
 pub mod changelog;
 pub mod error;
+pub mod fanout;
 pub mod manifest;
 pub mod policy;
 pub mod query;
@@ -44,10 +45,11 @@ pub fn start(options: StoreOptions, manifest: AppManifest, settings: Settings) -
     let policies = Arc::new(policy::Policies::from_manifest(&manifest, settings.default_policy)?);
     let manifest = Arc::new(manifest);
     let opened = store::open(&options, manifest.clone(), policies.clone())?;
-    // Fan-out gets a thread of its own, so a burst of deliveries never delays the Writer's
-    // bookkeeping or session lookups on the system arbiter.
-    let log = ChangeLog::new(opened.bounds, changelog::DEFAULT_TAIL, policies.clone());
-    let changelog = ChangeLog::start_in_arbiter(&Arbiter::new().handle(), move |_| log);
+    // Fan-out gets a thread of its own: a burst of deliveries never delays acknowledging writes,
+    // pulls, or session lookups on the system arbiter.
+    let fanout_policies = policies.clone();
+    let fanout = fanout::Fanout::start_in_arbiter(&Arbiter::new().handle(), move |_| fanout::Fanout::new(fanout_policies));
+    let changelog = ChangeLog::new(opened.bounds, changelog::DEFAULT_TAIL, fanout).start();
     let (factory_manifest, factory_policies) = (manifest.clone(), policies.clone());
     let worker =
         SyncArbiter::start(1, move || SqliteWriter::open(&options, factory_manifest.clone(), factory_policies.clone()));
