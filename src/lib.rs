@@ -45,6 +45,8 @@ pub struct AppState {
     pub streams_per_ip: dashmap::DashMap<std::net::IpAddr, usize>,
     /// Ids for stream actors, unique for the life of the process.
     pub next_stream_id: std::sync::atomic::AtomicU64,
+    /// Open WebSocket connections, so a shutdown can tell each one to reconnect.
+    pub sockets: dashmap::DashMap<u64, actix::Recipient<ws::connection::Reconnect>>,
     rate_limit: middleware::rate_limit::Limiter,
     /// Keeps the `--in-memory` scratch database alive exactly as long as the app.
     _scratch: Option<tempfile::TempDir>,
@@ -57,6 +59,15 @@ impl AppState {
 
     pub fn is_draining(&self) -> bool {
         self.draining.load(Ordering::SeqCst)
+    }
+
+    /// Starts a graceful stop: `/ready` turns 503, new streams are refused, and every open
+    /// WebSocket is told to reconnect (close code 1012) so clients move to another instance.
+    pub fn begin_drain(&self) {
+        self.draining.store(true, Ordering::SeqCst);
+        for socket in self.sockets.iter() {
+            socket.value().do_send(ws::connection::Reconnect);
+        }
     }
 }
 
@@ -136,6 +147,7 @@ pub fn build_state_full(
         draining: AtomicBool::new(false),
         streams_per_ip: dashmap::DashMap::new(),
         next_stream_id: std::sync::atomic::AtomicU64::new(1),
+        sockets: dashmap::DashMap::new(),
         rate_limit,
         _scratch: scratch,
     }))

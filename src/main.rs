@@ -87,7 +87,7 @@ async fn serve(config: Config) -> Result<(), String> {
     actix_web::rt::spawn(async move {
         wait_for_shutdown_signal().await;
         tracing::info!(drain_secs = config.drain_secs, "shutting down: draining in-flight requests");
-        state.draining.store(true, std::sync::atomic::Ordering::SeqCst);
+        state.begin_drain();
         let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
         handle.stop(true).await;
     });

@@ -241,6 +241,15 @@ async fn a_silent_client_is_dropped_after_the_timeout() {
     };
     assert!(pings >= 1);
     assert_eq!(reason.unwrap().description.as_deref(), Some("heartbeat timeout"));
+    // The connection is gone from the server too (its actor stops right after the close).
+    let mut open = u64::MAX;
+    for _ in 0..200 {
+        open = http(&srv, ADMIN, "GET", "/metrics", None).await.1["ws"]["open"].as_u64().unwrap();
+        if open == 0 {
+            break;
+        }
+    }
+    assert_eq!(open, 0, "no socket left open on the server");
 }
 
 #[actix_web::test]

@@ -141,6 +141,33 @@ async fn a_pushed_op_is_not_applied_again_after_a_restart() {
     assert_eq!(pulled["changes"].as_array().unwrap().len(), 1, "applied exactly once");
 }
 
+#[actix_web::test]
+async fn sigterm_tells_sockets_to_reconnect_and_exits_cleanly() {
+    use awc::ws::{CloseCode, Frame, Message};
+    use futures_util::{SinkExt, StreamExt};
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = start(dir.path());
+    let url = format!("{}/ws?token={ADMIN}", server.base.replace("http://", "ws://"));
+    let (_, mut ws) = awc::Client::default().ws(url).connect().await.unwrap();
+    ws.send(Message::Text(json!({"type":"subscribe","id":"s","entity":"Todo"}).to_string().into())).await.unwrap();
+    assert!(matches!(ws.next().await, Some(Ok(Frame::Text(_)))), "subscribed");
+
+    let pid = server.child.id().to_string();
+    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    let notice = match ws.next().await {
+        Some(Ok(Frame::Text(t))) => serde_json::from_slice::<Value>(&t).unwrap(),
+        other => panic!("expected a notice, got {other:?}"),
+    };
+    assert_eq!(notice["code"], "SERVER_RESTARTING");
+    match ws.next().await {
+        Some(Ok(Frame::Close(Some(reason)))) => assert_eq!(reason.code, CloseCode::Restart),
+        other => panic!("expected close 1012, got {other:?}"),
+    }
+    let status = server.child.wait().unwrap();
+    assert!(status.success(), "exit 0 after draining, got {status}");
+}
+
 #[test]
 fn check_reports_manifest_problems() {
     let dir = tempfile::tempdir().unwrap();

@@ -158,6 +158,7 @@ impl Actor for Connection {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         ctx.set_mailbox_capacity(self.state.config.ws_outbound_max);
+        self.state.sockets.insert(self.id, ctx.address().recipient());
         let (every, timeout) = (
             Duration::from_millis(self.state.config.ws_heartbeat_ms),
             Duration::from_millis(self.state.config.ws_client_timeout_ms),
@@ -174,7 +175,22 @@ impl Actor for Connection {
     }
 
     fn stopped(&mut self, _: &mut Self::Context) {
+        self.state.sockets.remove(&self.id);
         self.state.plaza.changelog.do_send(Unsubscribe { subscriber: self.id, id: None });
+    }
+}
+
+/// The server is shutting down: tell the client to reconnect (elsewhere, or after the restart).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Reconnect;
+
+impl Handler<Reconnect> for Connection {
+    type Result = ();
+    fn handle(&mut self, _: Reconnect, ctx: &mut Self::Context) {
+        self.error(ctx, "SERVER_RESTARTING", "the server is restarting; reconnect and resume with since", None);
+        ctx.close(Some(CloseReason { code: CloseCode::Restart, description: Some("server restarting".into()) }));
+        ctx.stop();
     }
 }
 
