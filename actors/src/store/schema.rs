@@ -45,7 +45,7 @@ fn migrate_entity(tx: &rusqlite::Transaction<'_>, entity: &EntityDef) -> Result<
         let cols: Vec<String> = entity.fields.iter().map(|f| format!("\"{}\" {}", f.name, f.ty.sql_type())).collect();
         let extra = if cols.is_empty() { String::new() } else { format!(", {}", cols.join(", ")) };
         tx.execute_batch(&format!(
-            "CREATE TABLE \"{en}\" (id TEXT PRIMARY KEY NOT NULL, createdAt TEXT NOT NULL, updatedAt TEXT NOT NULL{extra})"
+            "CREATE TABLE \"{en}\" (id TEXT PRIMARY KEY NOT NULL, createdAt TEXT NOT NULL, updatedAt TEXT NOT NULL{extra}) WITHOUT ROWID"
         ))?;
         tracing::info!(entity = %en, "created table");
     }
