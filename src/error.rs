@@ -29,6 +29,8 @@ pub enum ApiError {
     PayloadTooLarge(usize),
     #[error("rate limit exceeded; retry in {0} s")]
     RateLimited(u64),
+    #[error("at most {0} open WebSockets and SSE streams per client IP")]
+    TooManyStreams(usize),
 }
 
 impl ApiError {
@@ -55,6 +57,7 @@ impl ApiError {
             ApiError::Csrf => "CSRF",
             ApiError::PayloadTooLarge(_) => "PAYLOAD_TOO_LARGE",
             ApiError::RateLimited(_) => "RATE_LIMITED",
+            ApiError::TooManyStreams(_) => "TOO_MANY_CONNECTIONS",
         }
     }
 
@@ -90,7 +93,7 @@ impl ResponseError for ApiError {
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             ApiError::AdminRequired | ApiError::Csrf => StatusCode::FORBIDDEN,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-            ApiError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::RateLimited(_) | ApiError::TooManyStreams(_) => StatusCode::TOO_MANY_REQUESTS,
         }
     }
 

@@ -29,7 +29,7 @@ impl StreamSlot {
         if let Some(ip) = ip {
             let mut open = state.streams_per_ip.entry(ip).or_insert(0);
             if *open >= state.config.ws_max_per_ip {
-                return Err(PlazaError::RateLimited { retry_after_secs: 1 }.into());
+                return Err(ApiError::TooManyStreams(state.config.ws_max_per_ip));
             }
             *open += 1;
         }
