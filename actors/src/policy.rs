@@ -428,10 +428,10 @@ impl Parser<'_> {
         }
         let left = self.primary()?;
         if self.eat("==") {
-            return self.comparison(left, |a, b| Expr::Eq(a, b));
+            return self.comparison(left, Expr::Eq);
         }
         if self.eat("!=") {
-            return self.comparison(left, |a, b| Expr::Ne(a, b));
+            return self.comparison(left, Expr::Ne);
         }
         if self.eat("in") {
             let right = self.primary()?;

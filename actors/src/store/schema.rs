@@ -93,11 +93,11 @@ fn migrate_entity(tx: &rusqlite::Transaction<'_>, entity: &EntityDef) -> Result<
             params![en, field.name, field.ty.to_string(), field.optional],
         )?;
         if field.unique {
-            create_index(tx, en, &[field.name.clone()], true)?;
+            create_index(tx, en, std::slice::from_ref(&field.name), true)?;
         }
         if matches!(field.ty, FieldType::Id(_)) {
             // Foreign keys are filtered on constantly (ownerId == auth.userId).
-            create_index(tx, en, &[field.name.clone()], false)?;
+            create_index(tx, en, std::slice::from_ref(&field.name), false)?;
         }
     }
     for idx in &entity.indexes {
