@@ -15,7 +15,9 @@ pub const DEFAULT_RATE_LIMIT_MAX: u64 = 6_000;
 pub const DEFAULT_RATE_LIMIT_WINDOW_SECS: u64 = 60;
 pub const DEFAULT_CHANGELOG_RETAIN: i64 = 100_000;
 pub const DEFAULT_DRAIN_SECS: u64 = 10;
-pub const DEFAULT_READ_POOL: u32 = 8;
+/// Read threads (and read connections): a few threads that stay busy beat many that are
+/// woken per request.
+pub const DEFAULT_READ_POOL: u32 = 4;
 pub const DEFAULT_SESSION_TTL_SECS: u64 = 30 * 24 * 3600;
 /// Frames a socket may have waiting before it is cut off as a slow consumer.
 pub const DEFAULT_WS_OUTBOUND_MAX: usize = 1024;
@@ -100,7 +102,7 @@ pub struct ServeArgs {
     /// `normal` (survives a crash of the process) or `full` (fsync every commit). [default: normal]
     #[arg(long, env = "PLAZA_DURABILITY", global = true)]
     pub durability: Option<String>,
-    /// Read connections in the pool. [default: 8]
+    /// Threads (each with a read connection) that run reads. [default: 4]
     #[arg(long, env = "PLAZA_READ_POOL", global = true)]
     pub read_pool: Option<u32>,
     /// Seconds to drain on SIGTERM before exiting. [default: 10]

@@ -113,13 +113,6 @@ impl ResponseError for ApiError {
     }
 }
 
-/// Blocking-pool failures (the closure panicked or the pool is shut down).
-impl From<actix_web::error::BlockingError> for ApiError {
-    fn from(_: actix_web::error::BlockingError) -> Self {
-        ApiError::Plaza(PlazaError::Unavailable("blocking pool unavailable".into()))
-    }
-}
-
 impl From<actix::MailboxError> for ApiError {
     fn from(e: actix::MailboxError) -> Self {
         ApiError::Plaza(e.into())

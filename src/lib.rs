@@ -133,6 +133,7 @@ pub fn build_state_full(
     let settings = plaza_actors::Settings {
         default_policy: if config.default_policy == "deny" { DefaultPolicy::Deny } else { DefaultPolicy::Allow },
         session_ttl: Duration::from_secs(config.session_ttl_secs),
+        read_threads: config.read_pool as usize,
     };
     let plaza = plaza_actors::start(options, manifest, settings)
         .map_err(|source| StartError::Store { path: path.display().to_string(), source })?;
@@ -204,6 +205,14 @@ pub fn configure(state: web::Data<AppState>) -> impl FnOnce(&mut web::ServiceCon
 
 
 impl AppState {
+    /// Runs a read on the read threads (never on an actor thread).
+    pub async fn read<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&plaza_actors::store::Reader) -> R + Send + 'static,
+    ) -> Result<R, ApiError> {
+        Ok(self.plaza.readers.send(plaza_actors::store::reader::Read::new(f)).await?)
+    }
+
     /// Commits `ops` all-or-nothing through the Writer, each checked against the policies for
     /// `auth`; answers after the commit.
     pub async fn write(

@@ -14,7 +14,10 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 fn main() -> ExitCode {
     let cli = Cli::parse();
     // Lossless (blocks rather than drops when the buffer is full); flushed when `_log` drops.
-    let (writer, _log) = tracing_appender::non_blocking::NonBlockingBuilder::default().lossy(false).finish(std::io::stderr());
+    // The writer thread flushes after each batch it drains, so a burst of access lines costs
+    // one write, not one per line.
+    let stderr = std::io::BufWriter::with_capacity(64 * 1024, std::io::stderr());
+    let (writer, _log) = tracing_appender::non_blocking::NonBlockingBuilder::default().lossy(false).finish(stderr);
     tracing_subscriber::fmt()
         .with_env_filter(EnvFilter::try_from_env("PLAZA_LOG").unwrap_or_else(|_| EnvFilter::new("info")))
         .with_target(false)

@@ -31,6 +31,7 @@ pub struct Subsystems {
     pub writer: Addr<Writer>,
     pub changelog: Addr<ChangeLog>,
     pub sessions: Addr<SessionStore>,
+    pub readers: Addr<store::reader::ReadWorker>,
 }
 
 /// Settings of the subsystems beyond storage.
@@ -38,6 +39,8 @@ pub struct Subsystems {
 pub struct Settings {
     pub default_policy: policy::DefaultPolicy,
     pub session_ttl: std::time::Duration,
+    /// Threads that run reads.
+    pub read_threads: usize,
 }
 
 /// Opens and migrates the store, then starts the actors. Must run inside an actix `System`.
@@ -55,5 +58,8 @@ pub fn start(options: StoreOptions, manifest: AppManifest, settings: Settings) -
         SyncArbiter::start(1, move || SqliteWriter::open(&options, factory_manifest.clone(), factory_policies.clone()));
     let writer = Writer::new(worker, changelog.clone()).start();
     let sessions = SessionStore::load(&opened.setup, writer.clone(), settings.session_ttl)?.start();
-    Ok(Subsystems { manifest, policies, reader: opened.reader, writer, changelog, sessions })
+    let read_threads = settings.read_threads.max(1);
+    let worker_reader = opened.reader.clone();
+    let readers = SyncArbiter::start(read_threads, move || store::reader::ReadWorker::new(worker_reader.clone()));
+    Ok(Subsystems { manifest, policies, reader: opened.reader, writer, changelog, sessions, readers })
 }

@@ -1953,7 +1953,10 @@ fn drain(pipe: Box<dyn Read + Send>, tx: mpsc::Sender<Output>, log: Arc<Mutex<Se
                     listening = tx.send(Output::Line(line.trim_end().to_string())).is_ok();
                 }
                 Ok(_) => {
-                    if !contains(&buf, b"WARN") && !contains(&buf, b"ERROR") && !contains(&buf, b"panicked") {
+                    // The level sits right after the timestamp and a panic message starts the
+                    // line, so the head of a line is enough: the access log is one line per request.
+                    let head = &buf[..buf.len().min(LOG_HEAD_BYTES)];
+                    if !contains(head, b"WARN") && !contains(head, b"ERROR") && !contains(head, b"panicked") {
                         continue;
                     }
                     let line = strip_ansi(&String::from_utf8_lossy(&buf)).trim_end().to_string();
@@ -1975,6 +1978,9 @@ fn drain(pipe: Box<dyn Read + Send>, tx: mpsc::Sender<Output>, log: Arc<Mutex<Se
     })?;
     Ok(())
 }
+
+/// Bytes at the start of a server log line that hold its level (or a panic's first words).
+const LOG_HEAD_BYTES: usize = 96;
 
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     haystack.windows(needle.len()).any(|w| w == needle)

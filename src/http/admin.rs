@@ -102,12 +102,12 @@ async fn transact(state: web::Data<AppState>, Member(auth): Member, JsonBody(bod
 }
 
 async fn export(state: web::Data<AppState>, _: Admin) -> ApiResult {
-    let reader = state.plaza.reader.clone();
-    let body = web::block(move || {
-        let mut out = Vec::new();
-        reader.export(&mut out).map(|_| out)
-    })
-    .await??;
+    let body = state
+        .read(|r| {
+            let mut out = Vec::new();
+            r.export(&mut out).map(|_| out)
+        })
+        .await??;
     Ok(HttpResponse::Ok().content_type("application/x-ndjson").body(body))
 }
 

@@ -41,9 +41,8 @@ async fn create(state: web::Data<AppState>, entity: web::Path<String>, auth: Aut
 async fn get(state: web::Data<AppState>, path: web::Path<(String, String)>, auth: Auth) -> ApiResult {
     let (entity, id) = path.into_inner();
     state.entity(&entity)?;
-    let reader = state.plaza.reader.clone();
     let (e, i) = (entity.clone(), id.clone());
-    let row = web::block(move || reader.get(&auth.ctx, &e, &i)).await??.ok_or_else(|| not_found(&entity, &id))?;
+    let row = state.read(move |r| r.get(&auth.ctx, &e, &i)).await??.ok_or_else(|| not_found(&entity, &id))?;
     Ok(HttpResponse::Ok().json(row))
 }
 
@@ -74,8 +73,7 @@ async fn list(state: web::Data<AppState>, entity: web::Path<String>, params: Par
     let def = state.entity(&entity)?;
     let q = list_query(def, &params)?;
     let (limit, offset) = (q.limit_or(DEFAULT_LIST_LIMIT), q.offset.unwrap_or(0));
-    let reader = state.plaza.reader.clone();
-    let data = web::block(move || reader.query(&auth.ctx, &entity, &q, DEFAULT_LIST_LIMIT)).await??;
+    let data = state.read(move |r| r.query(&auth.ctx, &entity, &q, DEFAULT_LIST_LIMIT)).await??;
     Ok(HttpResponse::Ok().json(json!({ "count": data.len(), "data": data, "offset": offset, "limit": limit })))
 }
 
@@ -87,8 +85,7 @@ async fn cursor(state: web::Data<AppState>, entity: web::Path<String>, params: P
     };
     let after = params.get("after").filter(|a| !a.is_empty()).map(|a| decode_cursor(a)).transpose()?;
     let filter = query::Filter::everything();
-    let reader = state.plaza.reader.clone();
-    let (data, has_more) = web::block(move || reader.page_after(&auth.ctx, &entity, &filter, after.as_deref(), limit)).await??;
+    let (data, has_more) = state.read(move |r| r.page_after(&auth.ctx, &entity, &filter, after.as_deref(), limit)).await??;
     let next_cursor = match (has_more, data.last()) {
         (true, Some(last)) => last.get("id").and_then(Value::as_str).map(encode_cursor),
         _ => None,
@@ -99,8 +96,7 @@ async fn cursor(state: web::Data<AppState>, entity: web::Path<String>, params: P
 async fn query(state: web::Data<AppState>, entity: web::Path<String>, auth: Auth, JsonBody(body): JsonBody) -> ApiResult {
     let def = state.entity(&entity)?;
     let q = Query::parse(def, &body)?;
-    let reader = state.plaza.reader.clone();
-    let rows = web::block(move || reader.query(&auth.ctx, &entity, &q, MAX_LIMIT)).await??;
+    let rows = state.read(move |r| r.query(&auth.ctx, &entity, &q, MAX_LIMIT)).await??;
     Ok(HttpResponse::Ok().json(rows))
 }
 

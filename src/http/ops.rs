@@ -28,8 +28,7 @@ async fn ready(state: web::Data<AppState>) -> HttpResponse {
     if state.is_draining() {
         return HttpResponse::ServiceUnavailable().json(json!({"status": "draining"}));
     }
-    let reader = state.plaza.reader.clone();
-    match web::block(move || reader.ping()).await {
+    match state.read(|r| r.ping()).await {
         Ok(Ok(())) => HttpResponse::Ok().json(json!({"status": "ready"})),
         _ => HttpResponse::ServiceUnavailable().json(json!({"status": "database unavailable"})),
     }

@@ -128,8 +128,7 @@ async fn pull(state: web::Data<AppState>, params: web::Query<HashMap<String, Str
     let (changes, has_more) = match state.plaza.changelog.send(Pull { since, limit }).await?? {
         Pulled::Changes { changes, has_more, .. } => (changes, has_more),
         Pulled::FromStore { .. } => {
-            let reader = state.plaza.reader.clone();
-            let (changes, has_more) = web::block(move || reader.changes_since(since, limit)).await??;
+            let (changes, has_more) = state.read(move |r| r.changes_since(since, limit)).await??;
             (changes.into_iter().map(Arc::new).collect(), has_more)
         }
     };

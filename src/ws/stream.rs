@@ -80,8 +80,7 @@ pub async fn replay(state: &web::Data<AppState>, sub: &Subscription, replay: Rep
             if (until - since) as usize > max {
                 return Err(too_far(until).into());
             }
-            let reader = state.plaza.reader.clone();
-            let (changes, _) = web::block(move || reader.changes_since(since, (until - since) as usize)).await??;
+            let (changes, _) = state.read(move |r| r.changes_since(since, (until - since) as usize)).await??;
             changes.into_iter().map(Arc::new).collect()
         }
     };

@@ -153,3 +153,43 @@ impl Reader {
         Ok(())
     }
 }
+
+/// Read threads: a `SyncArbiter` of these runs reads off the actor threads. Under load each
+/// thread drains the shared queue back to back instead of being woken once per request.
+pub struct ReadWorker {
+    reader: Reader,
+}
+
+impl ReadWorker {
+    pub fn new(reader: Reader) -> Self {
+        ReadWorker { reader }
+    }
+}
+
+impl actix::Actor for ReadWorker {
+    type Context = actix::SyncContext<Self>;
+}
+
+/// One read, as a closure over the `Reader`.
+pub struct Read<F, R>(F, std::marker::PhantomData<fn() -> R>);
+
+impl<F, R> Read<F, R> {
+    pub fn new(f: F) -> Self {
+        Read(f, std::marker::PhantomData)
+    }
+}
+
+impl<F, R: 'static> actix::Message for Read<F, R> {
+    type Result = R;
+}
+
+impl<F, R> actix::Handler<Read<F, R>> for ReadWorker
+where
+    F: FnOnce(&Reader) -> R + Send + 'static,
+    R: Send + 'static,
+{
+    type Result = actix::MessageResult<Read<F, R>>;
+    fn handle(&mut self, msg: Read<F, R>, _: &mut actix::SyncContext<Self>) -> Self::Result {
+        actix::MessageResult((msg.0)(&self.reader))
+    }
+}
