@@ -64,7 +64,7 @@ fn check(config: &Config) -> Result<(), String> {
 async fn serve(config: Config) -> Result<(), String> {
     let state = plaza::build_state(config.clone()).map_err(|e| e.to_string())?;
     let app_state = state.clone();
-    let mut server = HttpServer::new(move || App::new().configure(plaza::configure(app_state.clone())))
+    let server = HttpServer::new(move || App::new().configure(plaza::configure(app_state.clone())))
         .disable_signals()
         // Small frames (live changes, JSON replies) go out at once instead of waiting on Nagle's
         // algorithm and the peer's delayed ACK (a 40 ms stall seen in the fan-out benchmark).
@@ -74,9 +74,7 @@ async fn serve(config: Config) -> Result<(), String> {
             }
         })
         .shutdown_timeout(config.drain_secs);
-    if let Some(workers) = config.workers {
-        server = server.workers(workers.max(1));
-    }
+    let server = server.workers(config.http_workers());
     let server = server.bind((config.host.as_str(), config.port)).map_err(|e| {
         format!("cannot listen on {}:{}: {e}", config.host, config.port)
     })?;
