@@ -22,6 +22,9 @@ use crate::store::{open_write_connection, StoreOptions};
 
 /// Most callers folded into one transaction; bounds commit latency under load.
 pub const MAX_GROUP: usize = 1024;
+/// Groups queued at the connection at once: the next one is already waiting when a commit
+/// ends, so the connection never idles on a round trip to this actor.
+pub const PIPELINE_DEPTH: usize = 2;
 /// Callers waiting for the connection before new writes are refused (503).
 pub const MAX_QUEUED: usize = 50_000;
 
@@ -55,26 +58,27 @@ pub struct Writer {
     worker: Addr<SqliteWriter>,
     changelog: Addr<ChangeLog>,
     queue: Vec<(Unit, Reply)>,
-    committing: bool,
+    /// Groups handed to the connection and not yet answered.
+    in_flight: usize,
 }
 
 impl Writer {
     pub fn new(worker: Addr<SqliteWriter>, changelog: Addr<ChangeLog>) -> Self {
-        Writer { worker, changelog, queue: Vec::new(), committing: false }
+        Writer { worker, changelog, queue: Vec::new(), in_flight: 0 }
     }
 
     fn flush(&mut self, ctx: &mut Context<Self>) {
-        if self.committing || self.queue.is_empty() {
+        if self.in_flight >= PIPELINE_DEPTH || self.queue.is_empty() {
             return;
         }
-        self.committing = true;
+        self.in_flight += 1;
         let take = self.queue.len().min(MAX_GROUP);
         let (units, replies): (Vec<_>, Vec<_>) = self.queue.drain(..take).unzip();
         self.worker
             .send(CommitGroup(units))
             .into_actor(self)
             .map(move |outcome, act, ctx| {
-                act.committing = false;
+                act.in_flight -= 1;
                 match outcome {
                     Ok(Ok(group)) => {
                         let committed: Vec<Change> = group.results.iter().flatten().flatten().cloned().collect();
