@@ -32,6 +32,9 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 
 /// Credentials as for any request, or `?token=` (browsers' EventSource cannot set headers).
 async fn events(req: HttpRequest, state: web::Data<AppState>, query: web::Query<HashMap<String, String>>) -> ApiResult {
+    if state.is_draining() {
+        return Err(PlazaError::Unavailable("server is draining; reconnect shortly".into()).into());
+    }
     let auth = Auth::resolve(&state, query.get("token").cloned().or_else(|| credential(&req))).await?;
     let entity = query.get("entity").ok_or_else(|| PlazaError::Validation("?entity= is required".into()))?;
     let filter = crate::ws::filter_param(&query)?;

@@ -23,7 +23,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 
 /// Credentials for a stream: `?token=`, a bearer header, or the session cookie. A cookie rides
 /// along on cross-site requests, so with a cookie the Origin must be allowed (CSRF).
-pub fn stream_credential(req: &HttpRequest, state: &AppState, query_token: Option<&String>) -> Result<Option<String>, ApiError> {
+fn stream_credential(req: &HttpRequest, state: &AppState, query_token: Option<&String>) -> Result<Option<String>, ApiError> {
     if let Some(t) = query_token.cloned().or_else(|| bearer_token(req).map(String::from)) {
         return Ok(Some(t));
     }
