@@ -151,3 +151,75 @@ impl Handler<Unsubscribe> for Fanout {
         });
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::changelog::ChangeKind;
+    use crate::policy::AuthContext;
+    use crate::query::Filter;
+
+    /// Collects what it is sent and answers with it when asked.
+    #[derive(Default)]
+    struct Probe {
+        seqs: Vec<i64>,
+        kicked: bool,
+    }
+
+    impl Actor for Probe {
+        type Context = Context<Self>;
+    }
+
+    impl Handler<Deliver> for Probe {
+        type Result = ();
+        fn handle(&mut self, msg: Deliver, _: &mut Context<Self>) {
+            self.seqs.push(msg.change.seq);
+        }
+    }
+
+    impl Handler<SlowConsumer> for Probe {
+        type Result = ();
+        fn handle(&mut self, _: SlowConsumer, _: &mut Context<Self>) {
+            self.kicked = true;
+        }
+    }
+
+    #[derive(Message)]
+    #[rtype(result = "(Vec<i64>, bool)")]
+    struct Seen;
+
+    impl Handler<Seen> for Probe {
+        type Result = MessageResult<Seen>;
+        fn handle(&mut self, _: Seen, _: &mut Context<Self>) -> Self::Result {
+            MessageResult((self.seqs.clone(), self.kicked))
+        }
+    }
+
+    fn change(seq: i64, entity: &str) -> Arc<Change> {
+        let data = serde_json::json!({"id": seq.to_string()}).as_object().cloned();
+        Arc::new(Change { seq, entity: entity.into(), row_id: seq.to_string(), kind: ChangeKind::Insert, data, timestamp: String::new(), prior: None })
+    }
+
+    fn register(fanout: &Addr<Fanout>, probe: &Addr<Probe>, subscriber: u64, after: i64) {
+        fanout.do_send(Register {
+            subscriber,
+            id: "s".into(),
+            sub: Subscription { entity: "T".into(), filter: Filter::everything(), auth: AuthContext::admin() },
+            after,
+            deliver: probe.clone().recipient(),
+            kick: probe.clone().recipient(),
+        });
+    }
+
+    #[actix::test]
+    async fn delivers_only_later_events_of_the_entity_until_unsubscribed() {
+        let fanout = Fanout::new(Arc::default()).start();
+        let probe = Probe::default().start();
+        register(&fanout, &probe, 1, 2);
+        let publish = |changes| fanout.send(Publish { changes, committed_at: Instant::now() });
+        publish(vec![change(2, "T"), change(3, "T"), change(4, "Other"), change(5, "T")]).await.unwrap();
+        fanout.send(Unsubscribe { subscriber: 1, id: Some("s".into()) }).await.unwrap();
+        publish(vec![change(6, "T")]).await.unwrap();
+        assert_eq!(probe.send(Seen).await.unwrap(), (vec![3, 5], false));
+    }
+}
