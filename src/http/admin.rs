@@ -27,34 +27,12 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 
 /// `{"op":"insert|update|delete","entity","id?","data?"}` → a validated write.
 fn parse_op(state: &AppState, op: &Value) -> Result<WriteOp, ApiError> {
-    let field = |name: &str| op.get(name).and_then(Value::as_str);
-    let entity = field("entity").ok_or_else(|| PlazaError::Validation("each operation needs an \"entity\"".into()))?;
-    let def = state.entity(entity)?;
-    let entity = def.name.clone();
-    let id = || {
-        op.get("id")
-            .ok_or_else(|| PlazaError::Validation(format!("{} needs an \"id\"", field("op").unwrap_or("op"))))
-            .and_then(rows::validate_id)
-    };
-    let data = op.get("data").cloned().unwrap_or(Value::Null);
-    Ok(match field("op") {
-        Some("insert") => {
-            let mut data = data;
-            if let (Some(obj), Some(id)) = (data.as_object_mut(), op.get("id")) {
-                obj.insert("id".into(), id.clone());
-            }
-            WriteOp::Insert { entity, row: rows::validate_insert(def, &data, false)?, }
-        }
-        Some("update") => WriteOp::Update { entity, id: id()?, values: rows::validate_patch(def, &data)?, },
-        Some("delete") => WriteOp::Delete { entity, id: id()?, },
-        other => {
-            return Err(PlazaError::Validation(format!(
-                "op must be insert, update or delete, got {}",
-                other.map_or("nothing".to_string(), |o| format!("'{o}'"))
-            ))
-            .into())
-        }
-    })
+    let entity = op
+        .get("entity")
+        .and_then(Value::as_str)
+        .ok_or_else(|| PlazaError::Validation("each operation needs an \"entity\"".into()))?;
+    let kind = op.get("op").and_then(Value::as_str);
+    Ok(WriteOp::from_request(state.entity(entity)?, kind, op.get("id"), op.get("data").unwrap_or(&Value::Null))?)
 }
 
 fn operations(body: &Value) -> Result<&Vec<Value>, ApiError> {

@@ -36,19 +36,8 @@ fn push_unit(state: &AppState, auth: &AuthContext, change: &Value) -> Result<(Op
     let def = state.entity(entity)?;
     let row_id = rows::validate_id(change.get("row_id").unwrap_or(&Value::Null))
         .map_err(|_| PlazaError::Validation("each change needs a \"row_id\" (string)".into()))?;
-    let data = change.get("data").cloned().unwrap_or(Value::Null);
-    let op = match text("kind") {
-        Some("insert") => {
-            let mut data = data;
-            if let Some(obj) = data.as_object_mut() {
-                obj.insert("id".into(), Value::String(row_id));
-            }
-            WriteOp::Insert { entity: def.name.clone(), row: rows::validate_insert(def, &data, false)? }
-        }
-        Some("update") => WriteOp::Update { entity: def.name.clone(), id: row_id, values: rows::validate_patch(def, &data)? },
-        Some("delete") => WriteOp::Delete { entity: def.name.clone(), id: row_id },
-        _ => return Err(PlazaError::Validation("kind must be insert, update or delete".into()).into()),
-    };
+    let data = change.get("data").unwrap_or(&Value::Null);
+    let op = WriteOp::from_request(def, text("kind"), Some(&Value::String(row_id)), data)?;
     let op_id = match change.get("op_id") {
         None | Some(Value::Null) => None,
         Some(Value::String(s)) if !s.is_empty() && s.len() <= MAX_OP_ID_LEN => Some(s.clone()),

@@ -15,7 +15,7 @@ use tokio::sync::oneshot;
 
 use crate::changelog::{Append, Change, ChangeKind, ChangeLog, LogBounds};
 use crate::error::{PlazaError, Result};
-use crate::manifest::AppManifest;
+use crate::manifest::{AppManifest, EntityDef};
 use crate::policy::{AuthContext, Policies};
 use crate::rows::{self, NewRow, Row};
 use crate::store::{open_write_connection, StoreOptions};
@@ -40,6 +40,36 @@ pub enum WriteOp {
     SkipIfApplied { key: String },
     /// Last op of a deduplicated unit: remembers the unit's changes under `key`.
     RememberApplied { key: String },
+}
+
+impl WriteOp {
+    /// A client's `insert`/`update`/`delete` of an `entity` row, validated: `id` may be omitted
+    /// for an insert (the server picks one) and is required otherwise. Batch, transact and
+    /// sync push all build their writes here.
+    pub fn from_request(def: &EntityDef, kind: Option<&str>, id: Option<&serde_json::Value>, data: &serde_json::Value) -> Result<WriteOp> {
+        let entity = def.name.clone();
+        let required_id = || {
+            id.ok_or_else(|| PlazaError::Validation(format!("{} needs an \"id\"", kind.unwrap_or("op"))))
+                .and_then(rows::validate_id)
+        };
+        Ok(match kind {
+            Some("insert") => {
+                let mut data = data.clone();
+                if let (Some(obj), Some(id)) = (data.as_object_mut(), id) {
+                    obj.insert("id".into(), id.clone());
+                }
+                WriteOp::Insert { entity, row: rows::validate_insert(def, &data, false)? }
+            }
+            Some("update") => WriteOp::Update { entity, id: required_id()?, values: rows::validate_patch(def, data)? },
+            Some("delete") => WriteOp::Delete { entity, id: required_id()? },
+            other => {
+                return Err(PlazaError::Validation(format!(
+                    "the operation must be insert, update or delete, got {}",
+                    other.map_or("nothing".to_string(), |o| format!("'{o}'"))
+                )))
+            }
+        })
+    }
 }
 
 /// One caller's ops: all commit, or none do. Every entity op is checked against the policies
