@@ -173,9 +173,9 @@ pub struct Pull {
 
 pub enum Pulled {
     /// Served from the in-memory tail.
-    Changes { changes: Vec<Arc<Change>>, has_more: bool, bounds: LogBounds },
+    Changes { changes: Vec<Arc<Change>>, has_more: bool },
     /// Older than the tail: read it from the store (still within retention).
-    FromStore { bounds: LogBounds },
+    FromStore,
 }
 
 impl Handler<Pull> for ChangeLog {
@@ -185,13 +185,13 @@ impl Handler<Pull> for ChangeLog {
         bounds.check(msg.since)?;
         let tail_start = self.tail.front().map_or(bounds.last_seq + 1, |c| c.seq);
         if msg.since + 1 < tail_start && msg.since < bounds.last_seq {
-            return Ok(Pulled::FromStore { bounds });
+            return Ok(Pulled::FromStore);
         }
         // Seqs in the tail are contiguous except where a commit failed; find the start by search.
         let start = self.tail.partition_point(|c| c.seq <= msg.since);
         let changes: Vec<_> = self.tail.iter().skip(start).take(msg.limit).cloned().collect();
         let has_more = self.tail.len() - start > changes.len();
-        Ok(Pulled::Changes { changes, has_more, bounds })
+        Ok(Pulled::Changes { changes, has_more })
     }
 }
 
@@ -279,22 +279,22 @@ mod tests {
             .await
             .unwrap();
         match log.send(Pull { since: 3, limit: 10 }).await.unwrap().unwrap() {
-            Pulled::Changes { changes, has_more, .. } => {
+            Pulled::Changes { changes, has_more } => {
                 assert_eq!(changes.iter().map(|c| c.seq).collect::<Vec<_>>(), vec![4, 5]);
                 assert!(!has_more);
             }
-            Pulled::FromStore { .. } => panic!("seq 4 is in the tail"),
+            Pulled::FromStore => panic!("seq 4 is in the tail"),
         }
-        assert!(matches!(log.send(Pull { since: 0, limit: 10 }).await.unwrap(), Ok(Pulled::FromStore { .. })));
+        assert!(matches!(log.send(Pull { since: 0, limit: 10 }).await.unwrap(), Ok(Pulled::FromStore)));
         assert!(matches!(log.send(Pull { since: 6, limit: 10 }).await.unwrap(), Err(PlazaError::ResyncRequired { .. })));
         log.send(Append { changes: vec![change(6)], bounds: LogBounds { oldest_seq: 4, last_seq: 6 } }).await.unwrap();
         assert!(matches!(log.send(Pull { since: 2, limit: 10 }).await.unwrap(), Err(PlazaError::ResyncRequired { oldest_seq: 4, .. })));
         match log.send(Pull { since: 3, limit: 1 }).await.unwrap().unwrap() {
-            Pulled::Changes { changes, has_more, .. } => {
+            Pulled::Changes { changes, has_more } => {
                 assert_eq!(changes[0].seq, 4);
                 assert!(has_more);
             }
-            Pulled::FromStore { .. } => panic!("seq 4 is in the tail"),
+            Pulled::FromStore => panic!("seq 4 is in the tail"),
         }
     }
 }

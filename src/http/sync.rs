@@ -115,8 +115,8 @@ async fn pull(state: web::Data<AppState>, params: web::Query<HashMap<String, Str
     let since = number(&params, "since")?.unwrap_or(0);
     let limit = number(&params, "limit")?.map_or(DEFAULT_PULL_LIMIT, |l| l.clamp(1, MAX_LIMIT) as usize);
     let (changes, has_more) = match state.plaza.changelog.send(Pull { since, limit }).await?? {
-        Pulled::Changes { changes, has_more, .. } => (changes, has_more),
-        Pulled::FromStore { .. } => {
+        Pulled::Changes { changes, has_more } => (changes, has_more),
+        Pulled::FromStore => {
             let (changes, has_more) = state.read(move |r| r.changes_since(since, limit)).await??;
             (changes.into_iter().map(Arc::new).collect(), has_more)
         }
