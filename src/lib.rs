@@ -23,7 +23,7 @@ use actix_cors::Cors;
 use actix_governor::Governor;
 use actix_web::middleware::{from_fn, Condition, DefaultHeaders};
 use actix_web::web;
-use plaza_actors::policy::{AuthContext, DefaultPolicy};
+use plaza_actors::model::policy::{AuthContext, DefaultPolicy};
 use plaza_actors::store::{Durability, StoreOptions};
 use plaza_actors::{AppManifest, Subsystems};
 
@@ -53,7 +53,7 @@ pub struct AppState {
 }
 
 impl AppState {
-    pub fn entity(&self, name: &str) -> Result<&plaza_actors::manifest::EntityDef, ApiError> {
+    pub fn entity(&self, name: &str) -> Result<&plaza_actors::model::manifest::EntityDef, ApiError> {
         Ok(self.plaza.reader.entity(name)?)
     }
 
@@ -115,7 +115,7 @@ pub fn build_state_full(
     manifest: AppManifest,
     mailer: Arc<dyn mailer::CodeSender>,
 ) -> Result<web::Data<AppState>, StartError> {
-    manifest.validate().map_err(|source| StartError::Manifest { path: "(given)".into(), source })?;
+    plaza_actors::model::check(&manifest).map_err(|source| StartError::Manifest { path: "(given)".into(), source })?;
     config.validate().map_err(StartError::Other)?;
     let (path, scratch) = if config.in_memory {
         let dir = tempfile::tempdir().map_err(|e| StartError::Other(format!("cannot create scratch dir: {e}")))?;
@@ -219,7 +219,7 @@ impl AppState {
         &self,
         auth: &AuthContext,
         ops: Vec<plaza_actors::store::writer::WriteOp>,
-    ) -> Result<Vec<plaza_actors::changelog::Change>, ApiError> {
+    ) -> Result<Vec<plaza_actors::model::change::Change>, ApiError> {
         let write = plaza_actors::store::writer::Write { auth: auth.clone(), ops };
         Ok(self.plaza.writer.send(write).await??)
     }

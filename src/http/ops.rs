@@ -123,8 +123,8 @@ fn error_response() -> Value {
     json!({"description": "Error", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}})
 }
 
-fn field_schema(ty: &plaza_actors::manifest::FieldType) -> Value {
-    use plaza_actors::manifest::FieldType::*;
+fn field_schema(ty: &plaza_actors::model::manifest::FieldType) -> Value {
+    use plaza_actors::model::manifest::FieldType::*;
     match ty {
         String | Id(_) => json!({"type": "string"}),
         Int => json!({"type": "integer", "format": "int64"}),

@@ -6,11 +6,12 @@ use std::sync::Arc;
 
 use actix_web::{web, HttpResponse};
 use futures_util::future::join_all;
-use plaza_actors::changelog::{Change, Pull, Pulled};
-use plaza_actors::policy::AuthContext;
-use plaza_actors::rows;
+use plaza_actors::model::change::Change;
+use plaza_actors::changelog::{Pull, Pulled};
+use plaza_actors::model::policy::AuthContext;
+use plaza_actors::model::rows;
 use plaza_actors::store::writer::WriteOp;
-use plaza_actors::query::MAX_LIMIT;
+use plaza_actors::model::query::MAX_LIMIT;
 use plaza_actors::PlazaError;
 use serde_json::{json, Value};
 

@@ -12,7 +12,7 @@ use actix::prelude::*;
 use actix_web::web;
 use actix_web_actors::ws::{self, CloseCode, CloseReason, WebsocketContext};
 use plaza_actors::changelog::{Deliver, SlowConsumer, Subscribe, Unsubscribe};
-use plaza_actors::policy::AuthContext;
+use plaza_actors::model::policy::AuthContext;
 use plaza_actors::PlazaError;
 use serde_json::{json, Value};
 

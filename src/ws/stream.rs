@@ -6,9 +6,10 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use actix_web::web;
-use plaza_actors::changelog::{Change, Deliver, Replay, Subscription};
-use plaza_actors::policy::AuthContext;
-use plaza_actors::query::{Filter, Query};
+use plaza_actors::model::change::Change;
+use plaza_actors::changelog::{Deliver, Replay, Subscription};
+use plaza_actors::model::policy::AuthContext;
+use plaza_actors::model::query::{Filter, Query};
 use plaza_actors::PlazaError;
 use serde_json::Value;
 

@@ -14,8 +14,8 @@ use rusqlite::{Connection, OpenFlags};
 
 use crate::changelog::LogBounds;
 use crate::error::{PlazaError, Result};
-use crate::manifest::AppManifest;
-use crate::policy::Policies;
+use crate::model::manifest::AppManifest;
+use crate::model::policy::Policies;
 pub use reader::Reader;
 
 /// How hard a commit tries to reach the disk.

@@ -8,12 +8,12 @@ use rusqlite::types::Value as SqlValue;
 use rusqlite::{params_from_iter, OptionalExtension};
 use serde_json::json;
 
-use crate::changelog::{Change, ChangeKind};
+use crate::model::change::{Change, ChangeKind};
 use crate::error::{PlazaError, Result};
-use crate::manifest::{AppManifest, EntityDef};
-use crate::policy::{Action, AuthContext, Policies};
-use crate::query::{self, Filter, Query};
-use crate::rows::{self, Row};
+use crate::model::manifest::{AppManifest, EntityDef};
+use crate::model::policy::{Action, AuthContext, Policies};
+use crate::model::query::{self, Filter, Query};
+use crate::model::rows::{self, Row};
 
 pub type ReadPool = r2d2::Pool<SqliteConnectionManager>;
 

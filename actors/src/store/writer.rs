@@ -13,11 +13,12 @@ use rusqlite::types::Value as SqlValue;
 use rusqlite::{params_from_iter, Connection, OptionalExtension};
 use tokio::sync::oneshot;
 
-use crate::changelog::{Append, Change, ChangeKind, ChangeLog, LogBounds};
+use crate::changelog::{Append, ChangeLog, LogBounds};
+use crate::model::change::{Change, ChangeKind};
 use crate::error::{PlazaError, Result};
-use crate::manifest::{AppManifest, EntityDef};
-use crate::policy::{AuthContext, Policies};
-use crate::rows::{self, NewRow, Row};
+use crate::model::manifest::{AppManifest, EntityDef};
+use crate::model::policy::{AuthContext, Policies};
+use crate::model::rows::{self, NewRow, Row};
 use crate::store::{open_write_connection, StoreOptions};
 
 /// Most callers folded into one transaction; bounds commit latency under load.
@@ -261,7 +262,7 @@ pub fn now_rfc3339() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
-fn entity_def<'m>(manifest: &'m AppManifest, name: &str) -> Result<&'m crate::manifest::EntityDef> {
+fn entity_def<'m>(manifest: &'m AppManifest, name: &str) -> Result<&'m crate::model::manifest::EntityDef> {
     manifest.entity(name).ok_or_else(|| PlazaError::UnknownEntity(name.to_string()))
 }
 
@@ -378,7 +379,7 @@ fn not_found(entity: &str, id: &str) -> PlazaError {
     PlazaError::NotFound(format!("{entity} '{id}' not found"))
 }
 
-pub fn read_row(conn: &Connection, def: &crate::manifest::EntityDef, id: &str) -> Result<Option<Row>> {
+pub fn read_row(conn: &Connection, def: &crate::model::manifest::EntityDef, id: &str) -> Result<Option<Row>> {
     let sql = format!("SELECT {} FROM \"{}\" WHERE id = ?", rows::select_list(def), def.name);
     Ok(conn.prepare_cached(&sql)?.query_row([id], |r| rows::from_sql_row(def, r)).optional()?)
 }

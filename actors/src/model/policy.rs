@@ -16,11 +16,11 @@ use rusqlite::types::Value as SqlValue;
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::changelog::{Change, ChangeKind};
+use super::change::{Change, ChangeKind};
 use crate::error::{PlazaError, Result};
-use crate::manifest::{AppManifest, EntityDef, FieldType};
-use crate::query::{CmpOp, Filter};
-use crate::rows::Row;
+use super::manifest::{AppManifest, EntityDef, FieldType};
+use super::query::{CmpOp, Filter};
+use super::rows::Row;
 
 /// Longest policy expression accepted; they are parsed once, but a limit keeps errors readable.
 pub const MAX_EXPRESSION_LEN: usize = 4096;

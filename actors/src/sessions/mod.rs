@@ -17,7 +17,7 @@ use rusqlite::Connection;
 use sha2::{Digest, Sha256};
 
 use crate::error::{PlazaError, Result};
-use crate::policy::AuthContext;
+use crate::model::policy::AuthContext;
 use crate::store::writer::{Write, WriteOp, Writer};
 
 pub const SELECTOR_BYTES: usize = 16;
