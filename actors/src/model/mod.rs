@@ -9,13 +9,19 @@ pub mod policy;
 pub mod query;
 pub mod rows;
 
-use crate::error::Result;
+use crate::error::{PlazaError, Result};
 use manifest::AppManifest;
-use policy::{DefaultPolicy, Policies};
+use policy::{DefaultPolicy, Policies, RoomRules};
 
-/// Every problem in a manifest: its structure first, then its policy expressions against the
-/// (now sound) entities. `plaza check` and start-up both use it.
+/// Every problem in a manifest: its structure first, then its policy and room-rule expressions
+/// against the (now sound) entities. `plaza check` and start-up both use it.
 pub fn check(manifest: &AppManifest) -> Result<()> {
     manifest.validate()?;
-    Policies::from_manifest(manifest, DefaultPolicy::Allow).map(drop)
+    let policies = Policies::from_manifest(manifest, DefaultPolicy::Allow).map(drop);
+    let rooms = RoomRules::from_manifest(manifest).map(drop);
+    match (policies, rooms) {
+        (Err(PlazaError::Validation(a)), Err(PlazaError::Validation(b))) => Err(PlazaError::Validation(format!("{a}\n{b}"))),
+        (Err(e), _) | (_, Err(e)) => Err(e),
+        (Ok(()), Ok(())) => Ok(()),
+    }
 }
