@@ -31,6 +31,9 @@ pub enum PlazaError {
     Duplicate(String),
     #[error("internal error: {0}")]
     Internal(String),
+    /// Room caps, membership and resumes (each with its own code).
+    #[error(transparent)]
+    Room(#[from] crate::rooms::RoomError),
 }
 
 pub type Result<T, E = PlazaError> = std::result::Result<T, E>;

@@ -3,6 +3,7 @@
 pub mod changelog;
 pub mod error;
 pub mod model;
+pub mod rooms;
 pub mod sessions;
 pub mod store;
 pub mod streams;
@@ -30,6 +31,7 @@ pub struct Subsystems {
     pub sessions: Addr<SessionStore>,
     pub streams: Addr<streams::Streams>,
     pub readers: Addr<store::reader::ReadWorker>,
+    pub rooms: rooms::Rooms,
 }
 
 /// Settings of the subsystems beyond storage.
@@ -41,6 +43,7 @@ pub struct Settings {
     pub read_threads: usize,
     /// Open WebSocket + SSE streams allowed per client IP.
     pub streams_per_ip: usize,
+    pub rooms: rooms::RoomSettings,
 }
 
 /// Opens and migrates the store, then starts the actors. Must run inside an actix `System`.
@@ -62,5 +65,14 @@ pub fn start(options: StoreOptions, manifest: AppManifest, settings: Settings) -
     let read_threads = settings.read_threads.max(1);
     let worker_reader = opened.reader.clone();
     let readers = SyncArbiter::start(read_threads, move || store::reader::ReadWorker::new(worker_reader.clone()));
-    Ok(Subsystems { manifest, policies, reader: opened.reader, writer, changelog, sessions, streams, readers })
+    let rooms = start_rooms(&manifest, settings.rooms, rooms::RoomStore { writer: writer.clone(), readers: readers.clone() })?;
+    Ok(Subsystems { manifest, policies, reader: opened.reader, writer, changelog, sessions, streams, readers, rooms })
+}
+
+fn start_rooms(manifest: &AppManifest, settings: rooms::RoomSettings, store: rooms::RoomStore) -> Result<rooms::Rooms> {
+    let rules = Arc::new(model::policy::RoomRules::from_manifest(manifest)?);
+    let settings = Arc::new(settings);
+    let stats = Arc::new(rooms::RoomStats::default());
+    let registry = rooms::RoomRegistry::new(rules.clone(), settings.clone(), stats.clone(), Some(store)).start();
+    Ok(rooms::Rooms { registry, rules, settings, stats })
 }

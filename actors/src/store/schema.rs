@@ -22,6 +22,11 @@ CREATE TABLE IF NOT EXISTS _plaza_sessions (
 -- Sync push dedup: the first result of each (caller, op_id), bounded by PLAZA_OP_RETAIN.
 CREATE TABLE IF NOT EXISTS _plaza_ops (
     seq INTEGER PRIMARY KEY AUTOINCREMENT, op_key TEXT NOT NULL UNIQUE, result TEXT NOT NULL);
+-- State documents of rooms whose rule persists them, saved when the room stops (and while it
+-- runs), loaded when it starts again.
+CREATE TABLE IF NOT EXISTS _plaza_rooms (
+    name TEXT PRIMARY KEY NOT NULL, state TEXT NOT NULL, state_version INTEGER NOT NULL,
+    saved_at INTEGER NOT NULL) WITHOUT ROWID;
 ";
 
 /// Brings the database up to the manifest in one transaction.
