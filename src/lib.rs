@@ -63,6 +63,12 @@ impl AppState {
         self.draining.store(true, Ordering::SeqCst);
         self.plaza.streams.do_send(plaza_actors::streams::Drain);
     }
+
+    /// Saves the state of every room that persists (the last step of a drain); answers how
+    /// many rooms saved.
+    pub async fn persist_rooms(&self) -> usize {
+        self.plaza.rooms.registry.send(plaza_actors::rooms::PersistAll).await.unwrap_or(0)
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -129,10 +135,12 @@ pub fn build_state_full(
         session_ttl: Duration::from_secs(config.session_ttl_secs),
         read_threads: config.read_pool as usize,
         streams_per_ip: config.ws_max_per_ip,
+        rooms: config.room_settings(),
     };
     let plaza = plaza_actors::start(options, manifest, settings)
         .map_err(|source| StartError::Store { path: path.display().to_string(), source })?;
     let metrics = metrics::Metrics::new().map_err(|e| StartError::Other(e.to_string()))?;
+    metrics.watch_rooms(plaza.rooms.stats.clone()).map_err(|e| StartError::Other(e.to_string()))?;
     let rate_limit = middleware::rate_limit::limiter(&config).map_err(StartError::Other)?;
     Ok(web::Data::new(AppState {
         config,

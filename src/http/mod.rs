@@ -6,6 +6,7 @@ pub mod auth;
 pub mod entities;
 pub mod events;
 pub mod ops;
+pub mod rooms;
 pub mod sync;
 
 use actix_web::{web, HttpRequest};
@@ -39,6 +40,13 @@ pub const API_ROUTES: &[(&str, &str, &str, &str)] = &[
     ("post", "/api/auth/magic/verify", "Exchange a code for a session", "auth"),
     ("get", "/api/auth/me", "The caller", "auth"),
     ("post", "/api/auth/logout", "Revoke the session", "auth"),
+    ("post", "/api/rooms/join", "Join a room over HTTP (admin: for user_id); members expire after the HTTP member TTL", "rooms"),
+    ("post", "/api/rooms/leave", "End an HTTP room membership", "rooms"),
+    ("post", "/api/rooms/broadcast", "Send a room event to every member", "rooms"),
+    ("post", "/api/rooms/presence", "Set a member's presence", "rooms"),
+    ("post", "/api/rooms/state", "Apply an RFC 7386 merge patch to the room state", "rooms"),
+    ("get", "/api/rooms", "Running rooms the caller may join, with member counts", "rooms"),
+    ("get", "/api/rooms/{room}", "One room: members, seq, state; ?since=&epoch= adds the buffered events", "rooms"),
 ];
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
@@ -48,6 +56,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     auth::routes(cfg);
     sync::routes(cfg);
     events::routes(cfg);
+    rooms::routes(cfg);
 }
 
 pub async fn route_not_found(req: HttpRequest) -> ApiResult {

@@ -232,7 +232,7 @@ impl Policies {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RoomAction {
     Join,
-    /// Room events, and presence updates.
+    /// Room events (presence comes with joining).
     Broadcast,
     /// Patches to the room's state document.
     State,

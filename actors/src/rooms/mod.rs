@@ -227,6 +227,24 @@ impl Rooms {
         Err(RoomError::Gone.into())
     }
 
+    /// As [`Rooms::ask`], starting the room when it is not running.
+    pub async fn ask_started<M>(&self, name: &str, msg: M) -> Result<M::Result>
+    where
+        M: Message + Clone + Send + 'static,
+        M::Result: Send,
+        Room: Handler<M>,
+    {
+        let name: Arc<str> = name.into();
+        for _ in 0..JOIN_ATTEMPTS {
+            let (id, addr) = self.registry.send(Open { name: name.clone() }).await??;
+            match addr.send(msg.clone()).await {
+                Ok(outcome) => return Ok(outcome),
+                Err(_) => self.registry.do_send(Stopped { name: name.clone(), id }),
+            }
+        }
+        Err(RoomError::Gone.into())
+    }
+
     /// The running room called `name`, if any.
     pub async fn lookup(&self, name: &str) -> Result<Option<Addr<Room>>> {
         Ok(self.registry.send(Lookup { name: name.into() }).await?)

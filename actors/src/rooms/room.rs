@@ -198,7 +198,7 @@ pub struct SetPresence {
 /// An RFC 7386 merge patch to the state document; answers the new `state_version`.
 /// `reference` (the client's `ref`) is echoed in the `room_state` frame so its sender can
 /// recognise it.
-#[derive(Message)]
+#[derive(Message, Clone)]
 #[rtype(result = "Result<u64>")]
 pub struct PatchState {
     pub from: Option<Arc<str>>,
