@@ -7,7 +7,7 @@ use plaza_actors::PlazaError;
 use serde_json::json;
 use thiserror::Error;
 
-#[derive(Debug, Error)]
+#[derive(Debug, Clone, Error)]
 pub enum ApiError {
     #[error(transparent)]
     Plaza(#[from] PlazaError),
