@@ -149,7 +149,11 @@ impl Handler<Write> for Writer {
         let (tx, rx) = oneshot::channel();
         self.queue.push(((msg.auth, msg.ops), tx));
         self.flush(ctx);
-        Box::pin(async move { rx.await.unwrap_or_else(|_| Err(PlazaError::Unavailable("writer stopped".into()))) })
+        Box::pin(async move {
+            rx.await
+                .unwrap_or_else(|_| Err(PlazaError::Unavailable("writer stopped".into())))
+                .map_err(|e| e.failed_while("the database could not complete the write"))
+        })
     }
 }
 
@@ -216,7 +220,10 @@ impl Handler<CommitGroup> for SqliteWriter {
     type Result = Result<GroupCommitted>;
     fn handle(&mut self, msg: CommitGroup, _: &mut SyncContext<Self>) -> Self::Result {
         let (manifest, policies) = (self.manifest.clone(), self.policies.clone());
-        let conn = self.conn.as_mut().map_err(|e| PlazaError::Unavailable(format!("database: {e}")))?;
+        let conn = self.conn.as_mut().map_err(|e| {
+            tracing::error!(error = %e, "no database connection for writing");
+            PlazaError::Unavailable("the database is unreachable".into())
+        })?;
         let tx = conn.transaction()?;
         let now = now_rfc3339();
         let mut results = Vec::with_capacity(msg.0.len());
@@ -319,7 +326,6 @@ fn apply(conn: &Connection, ctx: &OpContext<'_>, op: WriteOp, done: &[Change]) -
                 PlazaError::Conflict(m) if m.contains(&format!("{entity}.id")) => {
                     PlazaError::Conflict(format!("{entity} '{id}' already exists"))
                 }
-                PlazaError::Conflict(m) => PlazaError::Conflict(format!("{m} (unique field already has this value)")),
                 other => other,
             })?;
             (entity, id, ChangeKind::Insert, Some(data), None)
