@@ -32,6 +32,11 @@ pub async fn identify(req: ServiceRequest, next: Next<impl MessageBody>) -> Resu
     next.call(req).await
 }
 
+/// The client IP `identify` settled on for this request (`None` outside the app's scope).
+pub fn caller_ip(req: &actix_web::HttpRequest) -> Option<IpAddr> {
+    req.extensions().get::<Caller>().map(|c| c.ip)
+}
+
 /// The client's address: the peer, unless the peer is a trusted proxy; then the right-most
 /// hop of `X-Forwarded-For` (else `Forwarded`) that is not itself a trusted proxy. Hops to the
 /// left of that one were written by the client and prove nothing. A hop that does not parse
