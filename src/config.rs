@@ -187,6 +187,7 @@ pub struct Config {
     pub rate_limit_max: u64,
     pub rate_limit_window_secs: u64,
     pub session_rate_limit: u64,
+    #[serde(deserialize_with = "nets")]
     pub trusted_proxies: Vec<ipnet::IpNet>,
     pub changelog_retain: i64,
     pub durability: String,
@@ -247,6 +248,11 @@ impl Default for Config {
 
 fn split_list(s: &str) -> Vec<String> {
     s.split(',').map(str::trim).filter(|s| !s.is_empty()).map(String::from).collect()
+}
+
+/// The config file's `trusted_proxies = ["10.0.0.0/8", "127.0.0.1"]`, read like the variable.
+fn nets<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<ipnet::IpNet>, D::Error> {
+    Vec::<String>::deserialize(d)?.iter().map(|n| parse_net(n).map_err(serde::de::Error::custom)).collect()
 }
 
 /// A CIDR, or a bare address meaning just that host.

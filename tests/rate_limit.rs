@@ -47,7 +47,7 @@ async fn made_up_tokens_count_against_the_client_ip() {
     let state = plaza::build_state_with(Config { rate_limit_max: limit, ..config() }, todo_manifest()).unwrap();
     let app = test::init_service(actix_web::App::new().configure(plaza::configure(state.clone()))).await;
     let (mut unauthorized, mut limited) = (0, 0);
-    for token in made_up_tokens().take(1_000) {
+    for token in made_up_tokens().take(10_000) {
         let (status, body) = call(&app, from(bearer(get("/api/entities/Todo"), &token), "203.0.113.5")).await;
         match status {
             StatusCode::UNAUTHORIZED => unauthorized += 1,
@@ -59,8 +59,10 @@ async fn made_up_tokens_count_against_the_client_ip() {
         }
     }
     assert_eq!(unauthorized, limit, "only the first {limit} get as far as the token check");
-    assert_eq!(limited, 1_000 - limit);
+    assert_eq!(limited, 10_000 - limit);
     assert_eq!(state.rate_limit.requests.keys(), 1, "one key for the IP, none per invented token");
+    state.rate_limit.prune();
+    assert_eq!(state.rate_limit.requests.keys(), 1, "pruning keeps a client that still owes time");
     let (status, _) = call(&app, from(get("/api/entities/Todo"), "203.0.113.5")).await;
     assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "dropping the token does not help either");
     let (status, _) = call(&app, from(get("/api/entities/Todo"), "203.0.113.6")).await;
@@ -156,4 +158,23 @@ async fn session_creation_is_limited_per_ip() {
     assert_eq!(call(&app, magic).await.0, StatusCode::TOO_MANY_REQUESTS, "magic codes share the budget");
     assert_eq!(call(&app, guest("203.0.113.21")).await.0, StatusCode::CREATED, "another IP still gets a guest session");
     assert_eq!(call(&app, from(get("/api/entities/Todo"), "203.0.113.20")).await.0, StatusCode::OK, "other routes are not affected");
+}
+
+#[test]
+fn trusted_proxies_come_from_the_flag_or_the_config_file() {
+    use clap::Parser;
+    let cli = plaza::config::Cli::parse_from(["plaza", "--trusted-proxies", "10.0.0.0/8, 127.0.0.1,::1"]);
+    let config = Config::from_args(&cli.serve).unwrap();
+    let shown: Vec<String> = config.trusted_proxies.iter().map(ToString::to_string).collect();
+    assert_eq!(shown, ["10.0.0.0/8", "127.0.0.1/32", "::1/128"]);
+    let cli = plaza::config::Cli::parse_from(["plaza", "--trusted-proxies", "10.0.0.0/8,proxy.local"]);
+    let refused = Config::from_args(&cli.serve).unwrap_err();
+    assert!(refused.contains("PLAZA_TRUSTED_PROXIES") && refused.contains("proxy.local"), "{refused}");
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("plaza.toml");
+    std::fs::write(&file, "trusted_proxies = [\"192.168.0.0/16\", \"127.0.0.1\"]\nsession_rate_limit = 7\n").unwrap();
+    let cli = plaza::config::Cli::parse_from(["plaza", "--config", file.to_str().unwrap()]);
+    let config = Config::from_args(&cli.serve).unwrap();
+    assert_eq!(config.trusted_proxies.len(), 2);
+    assert_eq!(config.session_rate_limit, 7);
 }

@@ -42,8 +42,9 @@ pub fn caller_ip(req: &actix_web::HttpRequest) -> Option<IpAddr> {
 /// left of that one were written by the client and prove nothing. A hop that does not parse
 /// stops the walk at the last trusted address seen, so garbage cannot pick a bucket.
 pub fn client_ip(peer: Option<IpAddr>, headers: &HeaderMap, trusted: &[IpNet]) -> IpAddr {
-    // Test requests (and unix sockets) have no peer; they share one bucket.
-    let peer = peer.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+    // Test requests (and unix sockets) have no peer; they share one bucket. A dual-stack
+    // listener sees IPv4 peers as ::ffff:a.b.c.d; canonical form lets `127.0.0.1` match them.
+    let peer = peer.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED)).to_canonical();
     let is_trusted = |ip: &IpAddr| trusted.iter().any(|net| net.contains(ip));
     if !is_trusted(&peer) {
         return peer;
@@ -89,6 +90,7 @@ fn parse_hop(s: &str) -> Option<IpAddr> {
         .ok()
         .or_else(|| s.parse::<SocketAddr>().ok().map(|a| a.ip()))
         .or_else(|| s.strip_prefix('[')?.strip_suffix(']')?.parse().ok())
+        .map(|ip: IpAddr| ip.to_canonical())
 }
 
 #[cfg(test)]
@@ -122,5 +124,7 @@ mod tests {
         let garbage = headers(&[("x-forwarded-for", "6.6.6.6, nonsense, 10.0.0.3")]);
         assert_eq!(client_ip(Some(ip("10.0.0.1")), &garbage, &trusted), ip("10.0.0.3"), "stops at what it cannot read");
         assert_eq!(client_ip(Some(ip("10.0.0.1")), &HeaderMap::new(), &trusted), ip("10.0.0.1"));
+        let mapped = headers(&[("x-forwarded-for", "::ffff:203.0.113.8")]);
+        assert_eq!(client_ip(Some(ip("::ffff:10.0.0.1")), &mapped, &trusted), ip("203.0.113.8"), "IPv4-mapped peers and hops");
     }
 }

@@ -146,24 +146,41 @@ pub fn limiters(config: &Config) -> Result<Limiters, String> {
 }
 
 impl Limiters {
-    /// Drops keys whose clients are back to a full burst (governor's `retain_recent`), so the
-    /// maps hold only clients seen within about a window. Runs until the limiters are dropped.
+    /// Drops the keys of clients back to a full burst (governor's `retain_recent`): forgetting
+    /// them changes no answer, and the maps then hold only clients seen within about a window.
+    pub fn prune(&self) {
+        prune_all(&[self.requests.config.limiter(), self.sessions.config.limiter()]);
+    }
+
+    /// [`Limiters::prune`] every [`PRUNE_INTERVAL`], until the limiters are dropped.
     pub fn prune_periodically(&self) {
         let maps = [Arc::downgrade(&self.requests.config.limiter()), Arc::downgrade(&self.sessions.config.limiter())];
         actix::spawn(async move {
             let mut tick = actix::clock::interval(PRUNE_INTERVAL);
             loop {
                 tick.tick().await;
-                let mut alive = false;
-                for map in maps.iter().filter_map(std::sync::Weak::upgrade) {
-                    map.retain_recent();
-                    map.shrink_to_fit();
-                    alive = true;
-                }
-                if !alive {
+                let alive: Vec<_> = maps.iter().filter_map(std::sync::Weak::upgrade).collect();
+                if alive.is_empty() {
                     break;
                 }
+                prune_all(&alive);
             }
         });
+    }
+}
+
+type SharedLimiter = Arc<
+    actix_governor::governor::RateLimiter<
+        ClientKey,
+        actix_governor::governor::state::keyed::DefaultKeyedStateStore<ClientKey>,
+        DefaultClock,
+        NoOpMiddleware<QuantaInstant>,
+    >,
+>;
+
+fn prune_all(maps: &[SharedLimiter]) {
+    for map in maps {
+        map.retain_recent();
+        map.shrink_to_fit();
     }
 }
