@@ -10,6 +10,7 @@ pub mod config;
 pub mod error;
 pub mod extract;
 pub mod http;
+pub mod live;
 pub mod mailer;
 pub mod metrics;
 pub mod middleware;
@@ -41,12 +42,6 @@ pub struct AppState {
     pub started: Instant,
     /// Set on SIGTERM: `/ready` answers 503 while in-flight work finishes.
     pub draining: AtomicBool,
-    /// Open WebSockets and SSE streams per client IP (the per-IP limit).
-    pub streams_per_ip: dashmap::DashMap<std::net::IpAddr, usize>,
-    /// Ids for stream actors, unique for the life of the process.
-    pub next_stream_id: std::sync::atomic::AtomicU64,
-    /// Open WebSocket connections, so a shutdown can tell each one to reconnect.
-    pub sockets: dashmap::DashMap<u64, actix::Recipient<ws::connection::Reconnect>>,
     /// The request and session-creation limiters (tests read how many keys they hold).
     pub rate_limit: middleware::rate_limit::Limiters,
     /// Keeps the `--in-memory` scratch database alive exactly as long as the app.
@@ -63,12 +58,11 @@ impl AppState {
     }
 
     /// Starts a graceful stop: `/ready` turns 503, new streams are refused, and every open
-    /// WebSocket is told to reconnect (close code 1012) so clients move to another instance.
+    /// WebSocket and SSE stream is told to reconnect (WS close code 1012) so clients move to
+    /// another instance.
     pub fn begin_drain(&self) {
         self.draining.store(true, Ordering::SeqCst);
-        for socket in self.sockets.iter() {
-            socket.value().do_send(ws::connection::Reconnect);
-        }
+        self.plaza.streams.do_send(plaza_actors::streams::Drain);
     }
 }
 
@@ -135,6 +129,7 @@ pub fn build_state_full(
         default_policy: if config.default_policy == "deny" { DefaultPolicy::Deny } else { DefaultPolicy::Allow },
         session_ttl: Duration::from_secs(config.session_ttl_secs),
         read_threads: config.read_pool as usize,
+        streams_per_ip: config.ws_max_per_ip,
     };
     let plaza = plaza_actors::start(options, manifest, settings)
         .map_err(|source| StartError::Store { path: path.display().to_string(), source })?;
@@ -148,9 +143,6 @@ pub fn build_state_full(
         mailer,
         started: Instant::now(),
         draining: AtomicBool::new(false),
-        streams_per_ip: dashmap::DashMap::new(),
-        next_stream_id: std::sync::atomic::AtomicU64::new(1),
-        sockets: dashmap::DashMap::new(),
         rate_limit,
         _scratch: scratch,
     }))

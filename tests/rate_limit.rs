@@ -44,7 +44,9 @@ where
 #[actix_web::test]
 async fn made_up_tokens_count_against_the_client_ip() {
     let limit = 50;
-    let state = plaza::build_state_with(Config { rate_limit_max: limit, ..config() }, todo_manifest()).unwrap();
+    // A day-long window: no refill can land while the 10,000 requests run, so the count is exact.
+    let config = Config { rate_limit_max: limit, rate_limit_window_secs: 86_400, ..config() };
+    let state = plaza::build_state_with(config, todo_manifest()).unwrap();
     let app = test::init_service(actix_web::App::new().configure(plaza::configure(state.clone()))).await;
     let (mut unauthorized, mut limited) = (0, 0);
     for token in made_up_tokens().take(10_000) {
@@ -71,7 +73,7 @@ async fn made_up_tokens_count_against_the_client_ip() {
 
 #[actix_web::test]
 async fn a_session_is_limited_per_user_not_per_ip() {
-    let app = app_with(Config { rate_limit_max: 5, ..config() }).await;
+    let app = app_with(Config { rate_limit_max: 5, rate_limit_window_secs: 86_400, ..config() }).await;
     let alice = session_for(&app, "alice").await;
     let bob = session_for(&app, "bob").await;
     for _ in 0..5 {
@@ -94,7 +96,7 @@ async fn a_session_is_limited_per_user_not_per_ip() {
 
 #[actix_web::test]
 async fn the_admin_token_is_exempt() {
-    let app = app_with(Config { rate_limit_max: 2, session_rate_limit: 2, ..config() }).await;
+    let app = app_with(Config { rate_limit_max: 2, rate_limit_window_secs: 86_400, session_rate_limit: 2, ..config() }).await;
     for i in 0..20 {
         let (status, _) = call(&app, from(admin(get("/api/entities/Todo")), "192.0.2.1")).await;
         assert_eq!(status, StatusCode::OK, "admin request {i}");
@@ -122,7 +124,7 @@ where
 #[actix_web::test]
 async fn forwarded_for_is_believed_only_from_a_trusted_proxy() {
     let trusted = vec!["10.0.0.0/8".parse().unwrap()];
-    let app = app_with(Config { rate_limit_max: 3, trusted_proxies: trusted, ..config() }).await;
+    let app = app_with(Config { rate_limit_max: 3, rate_limit_window_secs: 86_400, trusted_proxies: trusted, ..config() }).await;
     let via_proxy = |client: &str| from(get("/health"), "10.1.2.3").insert_header(("X-Forwarded-For", format!("6.6.6.6, {client}")));
     for _ in 0..3 {
         assert_eq!(call(&app, via_proxy("203.0.113.10")).await.0, StatusCode::OK);

@@ -5,6 +5,7 @@ pub mod error;
 pub mod model;
 pub mod sessions;
 pub mod store;
+pub mod streams;
 
 use std::sync::Arc;
 
@@ -27,6 +28,7 @@ pub struct Subsystems {
     pub writer: Addr<Writer>,
     pub changelog: Addr<ChangeLog>,
     pub sessions: Addr<SessionStore>,
+    pub streams: Addr<streams::Streams>,
     pub readers: Addr<store::reader::ReadWorker>,
 }
 
@@ -37,6 +39,8 @@ pub struct Settings {
     pub session_ttl: std::time::Duration,
     /// Threads that run reads.
     pub read_threads: usize,
+    /// Open WebSocket + SSE streams allowed per client IP.
+    pub streams_per_ip: usize,
 }
 
 /// Opens and migrates the store, then starts the actors. Must run inside an actix `System`.
@@ -53,9 +57,10 @@ pub fn start(options: StoreOptions, manifest: AppManifest, settings: Settings) -
     let worker =
         SyncArbiter::start(1, move || SqliteWriter::open(&options, factory_manifest.clone(), factory_policies.clone()));
     let writer = Writer::new(worker, changelog.clone()).start();
-    let sessions = SessionStore::load(&opened.setup, writer.clone(), settings.session_ttl)?.start();
+    let streams = streams::Streams::new(settings.streams_per_ip).start();
+    let sessions = SessionStore::load(&opened.setup, writer.clone(), settings.session_ttl, streams.clone().recipient())?.start();
     let read_threads = settings.read_threads.max(1);
     let worker_reader = opened.reader.clone();
     let readers = SyncArbiter::start(read_threads, move || store::reader::ReadWorker::new(worker_reader.clone()));
-    Ok(Subsystems { manifest, policies, reader: opened.reader, writer, changelog, sessions, readers })
+    Ok(Subsystems { manifest, policies, reader: opened.reader, writer, changelog, sessions, streams, readers })
 }

@@ -126,7 +126,7 @@ proptest! {
         match Policies::from_manifest(&m, DefaultPolicy::Deny) {
             Ok(p) => {
                 // A rule that parses can be compiled for any caller.
-                let auth = AuthContext { user_id: user, guest: false, admin: false };
+                let auth = AuthContext { user_id: user, ..AuthContext::default() };
                 let row = json!({"title": "t", "ownerId": "u", "tags": ["u"]});
                 p.cond("Todo", Action::Read, &auth, None);
                 let _ = p.check_write("Todo", &auth, row.as_object(), row.as_object());

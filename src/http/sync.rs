@@ -70,8 +70,8 @@ async fn push(state: web::Data<AppState>, auth: Auth, JsonBody(body): JsonBody) 
         .get("changes")
         .and_then(Value::as_array)
         .ok_or_else(|| PlazaError::Validation("expected {\"changes\": [...]}".into()))?;
-    if changes.len() > crate::http::admin::MAX_BULK_OPS {
-        return Err(PlazaError::Validation(format!("at most {} changes per push", crate::http::admin::MAX_BULK_OPS)).into());
+    if changes.len() > crate::config::MAX_BULK_OPS {
+        return Err(PlazaError::Validation(format!("at most {} changes per push", crate::config::MAX_BULK_OPS)).into());
     }
     let pending = changes.iter().map(|change| {
         let unit = push_unit(&state, &auth.ctx, change);

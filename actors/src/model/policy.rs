@@ -31,6 +31,10 @@ pub struct AuthContext {
     pub user_id: Option<String>,
     pub guest: bool,
     pub admin: bool,
+    /// The session this caller presented (its public selector), so streams opened with it can
+    /// be closed when it ends. Not visible to policies.
+    #[serde(skip)]
+    pub session: Option<std::sync::Arc<str>>,
 }
 
 impl AuthContext {
@@ -556,7 +560,7 @@ mod tests {
         assert!(p.cond("Todo", Action::Read, &u1, None).allows(&mine));
         assert!(!p.cond("Todo", Action::Read, &AuthContext::user("u2"), None).allows(&mine));
         assert!(!p.cond("Todo", Action::Read, &AuthContext::default(), None).allows(&orphan), "null never equals null");
-        let guest = AuthContext { user_id: Some("u1".into()), guest: true, admin: false };
+        let guest = AuthContext { user_id: Some("u1".into()), guest: true, ..Default::default() };
         assert_eq!(p.cond("Todo", Action::Read, &guest, None), Cond::Const(false));
         assert!(p.cond("Todo", Action::Read, &AuthContext::admin(), None).allows(&orphan));
         // Compiles to SQL, not to a scan.
