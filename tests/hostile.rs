@@ -304,3 +304,65 @@ async fn frames_that_are_not_json_get_error_frames() {
     assert_eq!(next_json(&mut ws).await, json!({"type": "pong"}), "the socket stays open after bad frames");
     assert_server_healthy(&srv).await;
 }
+
+/// Arbitrary frames, shaped like the protocol's or not at all.
+fn frame_strategy() -> impl proptest::strategy::Strategy<Value = String> {
+    use proptest::prelude::*;
+    let scalar = prop_oneof![
+        Just(Value::Null),
+        any::<bool>().prop_map(Value::from),
+        any::<i64>().prop_map(Value::from),
+        any::<f64>().prop_map(|f| serde_json::Number::from_f64(f).map_or(Value::Null, Value::Number)),
+        ".{0,10}".prop_map(Value::from),
+    ];
+    let json = scalar.prop_recursive(4, 32, 5, |inner| {
+        let key = prop_oneof![
+            proptest::sample::select(vec!["title", "done", "$or", "$in", "$not", "$like", "$gt", "nope", "$order"]).prop_map(String::from),
+            ".{0,6}",
+        ];
+        prop_oneof![
+            prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+            prop::collection::vec((key, inner), 0..4).prop_map(|kv| Value::Object(kv.into_iter().collect())),
+        ]
+    });
+    let kind = proptest::sample::select(vec!["subscribe", "unsubscribe", "ping", "join", "shard_input", "SUBSCRIBE", "", "x"]);
+    let entity = proptest::sample::select(vec!["Todo", "User", "todo", "Todo;--", ""]);
+    let shaped = (kind, json.clone(), entity, json.clone(), json.clone()).prop_map(|(kind, id, entity, filter, since)| {
+        json!({"type": kind, "id": id, "entity": entity, "filter": filter, "since": since}).to_string()
+    });
+    prop_oneof![3 => shaped, 1 => json.prop_map(|v| v.to_string()), 1 => ".{0,40}"]
+}
+
+#[actix_web::test]
+async fn random_frames_get_answers_and_never_break_the_socket() {
+    use proptest::strategy::{Strategy, ValueTree};
+    let srv = server(config());
+    let mut ws = connect(&srv).await;
+    let mut runner = proptest::test_runner::TestRunner::deterministic();
+    let strategy = frame_strategy();
+    let client_errors = ["INVALID_JSON", "BAD_FRAME", "VALIDATION", "UNKNOWN_ENTITY", "CONFLICT", "NOT_FOUND", "NOT_IMPLEMENTED", "RESYNC_REQUIRED"];
+    for _ in 0..400 {
+        let text = strategy.new_tree(&mut runner).unwrap().current();
+        ws.send(Message::Text(text.clone().into())).await.unwrap();
+        // A ping after each frame: whatever the frame caused arrives as frames before its pong
+        // (or, for a subscribe still opening, just after; that is accepted on the next round).
+        ws.send(Message::Text(json!({"type": "ping"}).to_string().into())).await.unwrap();
+        loop {
+            let frame = match next(&mut ws).await {
+                Got::Json(v) => v,
+                Got::Closed(code) => panic!("socket closed ({code:?}) after {text}"),
+            };
+            match frame["type"].as_str() {
+                Some("pong") => break,
+                Some("subscribed" | "unsubscribed") => {}
+                Some("error") => {
+                    let code = frame["code"].as_str().unwrap_or_default();
+                    assert!(client_errors.contains(&code), "{frame} after {text}");
+                    assert!(frame["message"].as_str().is_some_and(|m| !m.is_empty()), "{frame}");
+                }
+                _ => panic!("unexpected {frame} after {text}"),
+            }
+        }
+    }
+    assert_server_healthy(&srv).await;
+}
