@@ -117,13 +117,16 @@ fn summary(h: &prometheus::proto::Histogram) -> serde_json::Value {
     })
 }
 
+/// A counter and how to read its value off the room stats.
+type StatCounter = (IntCounter, fn(&RoomStats) -> u64);
+
 /// The rooms' counters ([`RoomStats`], kept by the rooms themselves as plain atomics) as
 /// Prometheus families, read when scraped.
 struct RoomCollector {
     stats: Arc<RoomStats>,
     rooms: IntGauge,
     members: IntGauge,
-    counters: [(IntCounter, fn(&RoomStats) -> u64); 4],
+    counters: [StatCounter; 4],
 }
 
 impl RoomCollector {
