@@ -379,10 +379,7 @@ impl Room {
     /// Offers a frame to one connection; `false` when it is gone or full (then also kicked).
     fn offer(&self, conn: &MemberConn, json: &Arc<str>) -> bool {
         match conn.deliver.try_send(RoomFrame { json: json.clone() }) {
-            Ok(()) => {
-                RoomStats::add(&self.setup.stats.events_out, 1);
-                true
-            }
+            Ok(()) => true,
             Err(SendError::Full(_)) => {
                 conn.kick.do_send(SlowConsumer);
                 RoomStats::add(&self.setup.stats.slow_members_dropped, 1);
@@ -405,6 +402,7 @@ impl Room {
                 }
             }
         }
+        RoomStats::add(&self.setup.stats.events_out, delivered as u64);
         for (user, id) in dropped {
             self.drop_membership(&user, ViaId::Socket(id), ctx);
         }
@@ -429,11 +427,13 @@ impl Room {
 
     /// A member sending an event: it must be one, and within its rate.
     fn admit(&mut self, from: Option<&Arc<str>>) -> Result<()> {
-        let Some(user) = from else { return Ok(()) };
-        let rate = self.settings().events_per_sec;
-        let room = self.setup.name.to_string();
-        let member = self.members.get_mut(user).ok_or(RoomError::NotMember { room })?;
-        member.bucket.take(rate).map_err(|retry_after_secs| PlazaError::RateLimited { retry_after_secs })?;
+        if let Some(user) = from {
+            let rate = self.setup.settings.events_per_sec;
+            let Some(member) = self.members.get_mut(user) else {
+                return Err(RoomError::NotMember { room: self.setup.name.to_string() }.into());
+            };
+            member.bucket.take(rate).map_err(|retry_after_secs| PlazaError::RateLimited { retry_after_secs })?;
+        }
         RoomStats::add(&self.setup.stats.events_in, 1);
         Ok(())
     }
@@ -595,6 +595,12 @@ impl Handler<Join> for Room {
         if self.stopped {
             return Err(RoomError::Gone.into());
         }
+        if let Some(presence) = &msg.presence {
+            let (size, max) = (json_size(presence), self.settings().event_max_bytes);
+            if size > max {
+                return Err(RoomError::EventTooLarge { size, max }.into());
+            }
+        }
         let replay = match &msg.resume {
             Some((since, epoch)) => self.events_since(*since, epoch)?,
             None => Vec::new(),
@@ -640,8 +646,9 @@ impl Handler<Join> for Room {
             Some(conn) => {
                 // joined, then the replay, then live frames: all through the one mailbox.
                 let joined = self.joined_frame();
-                let delivered = std::iter::once(&joined).chain(replay.iter()).all(|json| self.offer(conn, json));
-                if !delivered {
+                let delivered = std::iter::once(&joined).chain(replay.iter()).take_while(|json| self.offer(conn, json)).count();
+                RoomStats::add(&self.setup.stats.events_out, delivered as u64);
+                if delivered < 1 + replay.len() {
                     self.drop_membership(&msg.user, ViaId::Socket(conn.id), ctx);
                 }
                 None
