@@ -1,0 +1,59 @@
+//! Requests to a server in another process (the process-level tests), over a real socket.
+
+use serde_json::Value;
+
+/// Status and JSON body (`Null` when the body is not JSON), or why no answer came: the server
+/// may have been killed on purpose, so a transport error is a value, not a panic.
+pub async fn try_send(
+    client: &awc::Client,
+    token: &str,
+    method: &str,
+    url: &str,
+    body: Option<&Value>,
+) -> Result<(u16, Value), String> {
+    let method = method.parse().map_err(|e| format!("method {method}: {e}"))?;
+    let req = client.request(method, url).insert_header(("Authorization", format!("Bearer {token}")));
+    let mut resp = match body {
+        Some(b) => req.send_json(b).await,
+        None => req.send().await,
+    }
+    .map_err(|e| format!("{url}: {e}"))?;
+    let bytes = resp.body().limit(64 << 20).await.map_err(|e| format!("{url}: reading the body: {e}"))?;
+    Ok((resp.status().as_u16(), serde_json::from_slice(&bytes).unwrap_or(Value::Null)))
+}
+
+/// As [`try_send`], for a server that must answer.
+pub async fn send(client: &awc::Client, token: &str, method: &str, url: &str, body: Option<&Value>) -> (u16, Value) {
+    try_send(client, token, method, url, body).await.unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// Every change in the log, paged through `/api/sync/pull` (admin: no policy filtering).
+pub async fn pull_all(client: &awc::Client, token: &str, base: &str) -> Vec<Value> {
+    let mut changes = Vec::new();
+    let mut since = 0;
+    loop {
+        let (status, page) = send(client, token, "GET", &format!("{base}/api/sync/pull?since={since}&limit=1000"), None).await;
+        assert_eq!(status, 200, "pull since {since}: {page}");
+        let batch = page["changes"].as_array().cloned().unwrap_or_default();
+        since = page["cursor"]["last_seq"].as_i64().unwrap_or(since);
+        let more = page["has_more"].as_bool().unwrap_or(false);
+        changes.extend(batch);
+        if !more {
+            return changes;
+        }
+    }
+}
+
+/// Fails unless the seqs of `changes` are exactly 1, 2, 3, ... (no gap, no repeat).
+pub fn assert_gap_free(changes: &[Value]) {
+    for (i, change) in changes.iter().enumerate() {
+        assert_eq!(change["seq"].as_i64(), Some(i as i64 + 1), "change log gap or repeat at position {i}: {change}");
+    }
+}
+
+/// `PRAGMA integrity_check` of the database file, with no server running on it. Opened
+/// read-write on purpose: after a SIGKILL the WAL is recovered first, as a restart would.
+pub fn integrity_check(db: &std::path::Path) -> String {
+    let conn = rusqlite::Connection::open(db).unwrap();
+    conn.query_row("PRAGMA integrity_check", [], |r| r.get(0)).unwrap()
+}
