@@ -19,11 +19,11 @@ fn start(dir: &Path) -> PlazaProcess {
 }
 
 async fn send(client: &awc::Client, method: &str, url: String, body: Option<Value>) -> (u16, Value) {
-    remote::send(client, ADMIN, method, &url, body.as_ref()).await
+    remote::send(client, Some(ADMIN), method, &url, body.as_ref()).await
 }
 
 async fn send_as(client: &awc::Client, token: &str, method: &str, url: String, body: Option<Value>) -> (u16, Value) {
-    remote::send(client, token, method, &url, body.as_ref()).await
+    remote::send(client, Some(token), method, &url, body.as_ref()).await
 }
 
 #[actix_web::test]
@@ -165,4 +165,33 @@ fn incompatible_migration_refuses_to_start_naming_the_field() {
         Err(e) => panic!("expected a refusal to start, got {e}"),
         Ok(_) => panic!("an incompatible change must not start"),
     }
+}
+
+/// The README's promise: `plaza` with no flags in a directory without a manifest serves an
+/// empty app (it used to exit 1: "manifest_version 0 is not supported").
+#[actix_web::test]
+async fn with_no_arguments_in_an_empty_directory_it_serves_an_empty_app() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut launch = common::plaza().current_dir(dir.path());
+    for (key, _) in std::env::vars().filter(|(k, _)| k.starts_with("PLAZA_")) {
+        launch = launch.env_remove(key);
+    }
+    // Not a flag: the default port (4321) may be taken on a test machine.
+    let server = up(launch.env("PLAZA_PORT", "0"));
+    let client = awc::Client::default();
+
+    let (status, health) = remote::send(&client, None, "GET", &format!("{}/health", server.base_url()), None).await;
+    assert_eq!((status, health["status"].as_str()), (200, Some("ok")));
+    let (status, doc) = remote::send(&client, None, "GET", &format!("{}/api/openapi.json", server.base_url()), None).await;
+    assert_eq!(status, 200);
+    let paths = doc["paths"].as_object().expect("paths");
+    assert!(paths.contains_key("/health"), "the built-in routes are listed");
+    let entity_paths: Vec<&String> = paths
+        .keys()
+        .filter(|p| p.strip_prefix("/api/entities/").is_some_and(|rest| !rest.starts_with('{')))
+        .collect();
+    assert!(entity_paths.is_empty(), "no entities, no entity paths: {entity_paths:?}");
+    let schemas: Vec<&String> = doc["components"]["schemas"].as_object().expect("schemas").keys().collect();
+    assert_eq!(schemas, ["Error"], "no row schemas");
+    assert!(dir.path().join("plaza.db").is_file(), "the default database is plaza.db in the working directory");
 }

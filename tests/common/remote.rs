@@ -6,13 +6,16 @@ use serde_json::Value;
 /// may have been killed on purpose, so a transport error is a value, not a panic.
 pub async fn try_send(
     client: &awc::Client,
-    token: &str,
+    token: Option<&str>,
     method: &str,
     url: &str,
     body: Option<&Value>,
 ) -> Result<(u16, Value), String> {
     let method = method.parse().map_err(|e| format!("method {method}: {e}"))?;
-    let req = client.request(method, url).insert_header(("Authorization", format!("Bearer {token}")));
+    let mut req = client.request(method, url);
+    if let Some(token) = token {
+        req = req.insert_header(("Authorization", format!("Bearer {token}")));
+    }
     let mut resp = match body {
         Some(b) => req.send_json(b).await,
         None => req.send().await,
@@ -23,12 +26,13 @@ pub async fn try_send(
 }
 
 /// As [`try_send`], for a server that must answer.
-pub async fn send(client: &awc::Client, token: &str, method: &str, url: &str, body: Option<&Value>) -> (u16, Value) {
+pub async fn send(client: &awc::Client, token: Option<&str>, method: &str, url: &str, body: Option<&Value>) -> (u16, Value) {
     try_send(client, token, method, url, body).await.unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// Every change in the log, paged through `/api/sync/pull` (admin: no policy filtering).
 pub async fn pull_all(client: &awc::Client, token: &str, base: &str) -> Vec<Value> {
+    let token = Some(token);
     let mut changes = Vec::new();
     let mut since = 0;
     loop {
