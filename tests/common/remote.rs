@@ -61,3 +61,86 @@ pub fn integrity_check(db: &std::path::Path) -> String {
     let conn = rusqlite::Connection::open(db).unwrap();
     conn.query_row("PRAGMA integrity_check", [], |r| r.get(0)).unwrap()
 }
+
+/// What a test's coordinator and its write loops share (one thread): a stop flag, and a count
+/// of acknowledged writes that can be awaited.
+#[derive(Default)]
+pub struct Progress {
+    stopped: std::cell::Cell<bool>,
+    acked: std::cell::Cell<usize>,
+    changed: tokio::sync::Notify,
+}
+
+impl Progress {
+    pub fn stop(&self) {
+        self.stopped.set(true);
+    }
+
+    pub fn is_stopped(&self) -> bool {
+        self.stopped.get()
+    }
+
+    pub fn ack(&self) {
+        self.acked.set(self.acked.get() + 1);
+        self.changed.notify_waiters();
+    }
+
+    pub fn acked(&self) -> usize {
+        self.acked.get()
+    }
+
+    /// Resolves once `n` writes in all have been acknowledged.
+    pub async fn until_acked(&self, n: usize) {
+        loop {
+            // Created before the check, so an ack in between is not missed.
+            let changed = self.changed.notified();
+            if self.acked.get() >= n {
+                return;
+            }
+            changed.await;
+        }
+    }
+}
+
+/// A row a write load got 201 for, and when the answer came.
+pub struct Acked {
+    pub id: String,
+    pub title: String,
+    pub at: std::time::Instant,
+}
+
+/// `writers` loops, each inserting Todo rows (ids `{tag}-{writer}-{n}`) one after another,
+/// until `progress` is stopped or a request gets no 201 (the server went away, or refuses
+/// writes while it drains). Returns every row that was acknowledged.
+pub async fn insert_load(
+    client: &awc::Client,
+    token: &str,
+    base: &str,
+    tag: &str,
+    writers: usize,
+    progress: &Progress,
+) -> Vec<Acked> {
+    let url = format!("{base}/api/entities/Todo");
+    let loops = (0..writers).map(|w| {
+        let url = &url;
+        async move {
+            let mut acked = Vec::new();
+            for n in 0.. {
+                if progress.is_stopped() {
+                    break;
+                }
+                let (id, title) = (format!("{tag}-{w}-{n}"), format!("{tag} row {n} of writer {w}"));
+                let body = serde_json::json!({"id": id, "title": title, "done": false});
+                match try_send(client, Some(token), "POST", url, Some(&body)).await {
+                    Ok((201, _)) => {
+                        acked.push(Acked { id, title, at: std::time::Instant::now() });
+                        progress.ack();
+                    }
+                    _ => break,
+                }
+            }
+            acked
+        }
+    });
+    futures_util::future::join_all(loops).await.into_iter().flatten().collect()
+}
