@@ -31,6 +31,10 @@ pub const CLIENT_TIMEOUT_MS: u64 = 30_000;
 pub const DEFAULT_WS_REPLAY_MAX: usize = 10_000;
 /// Push `op_id`s remembered for dedup.
 pub const DEFAULT_OP_RETAIN: i64 = 100_000;
+/// Ops one batch or transact may carry for a session (the admin may send `MAX_BULK_OPS`).
+pub const DEFAULT_BULK_MAX_OPS_SESSION: usize = 100;
+/// Ops one batch, transact or import chunk may carry for the admin.
+pub const MAX_BULK_OPS: usize = 10_000;
 
 #[derive(Debug, Parser)]
 #[command(name = "plaza", version, about = "Plaza: a realtime backend in one binary (HTTP + WebSocket on SQLite)")]
@@ -148,6 +152,9 @@ pub struct ServeArgs {
     /// Push op_ids remembered for dedup (survive restarts). [default: 100000]
     #[arg(long, env = "PLAZA_OP_RETAIN", global = true)]
     pub op_retain: Option<i64>,
+    /// Operations one batch or transact may carry for a session (admin: 10000). [default: 100]
+    #[arg(long, env = "PLAZA_BULK_MAX_OPS_SESSION", global = true)]
+    pub bulk_max_ops_session: Option<usize>,
 }
 
 fn parse_bool(s: &str) -> Result<bool, String> {
@@ -191,6 +198,7 @@ pub struct Config {
     pub ws_client_timeout_ms: u64,
     pub ws_replay_max: usize,
     pub op_retain: i64,
+    pub bulk_max_ops_session: usize,
 }
 
 impl Default for Config {
@@ -225,6 +233,7 @@ impl Default for Config {
             ws_client_timeout_ms: CLIENT_TIMEOUT_MS,
             ws_replay_max: DEFAULT_WS_REPLAY_MAX,
             op_retain: DEFAULT_OP_RETAIN,
+            bulk_max_ops_session: DEFAULT_BULK_MAX_OPS_SESSION,
         }
     }
 }
@@ -254,7 +263,8 @@ impl Config {
                ws_outbound_max <- ws_outbound_max, ws_max_frame_bytes <- ws_max_frame_bytes,
                ws_max_subscriptions <- ws_max_subscriptions, ws_max_per_ip <- ws_max_per_ip,
                ws_heartbeat_ms <- ws_heartbeat_ms, ws_client_timeout_ms <- ws_client_timeout_ms,
-               ws_replay_max <- ws_replay_max, op_retain <- op_retain);
+               ws_replay_max <- ws_replay_max, op_retain <- op_retain,
+               bulk_max_ops_session <- bulk_max_ops_session);
         if args.magic_webhook.is_some() {
             c.magic_webhook = args.magic_webhook.clone().filter(|u| !u.is_empty());
         }

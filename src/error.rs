@@ -46,6 +46,7 @@ impl ApiError {
                 PlazaError::RateLimited { .. } => "RATE_LIMITED",
                 PlazaError::ResyncRequired { .. } => "RESYNC_REQUIRED",
                 PlazaError::Unavailable(_) => "UNAVAILABLE",
+                PlazaError::Overloaded { .. } => "OVERLOADED",
                 PlazaError::Internal(_) => "INTERNAL",
             },
             ApiError::InvalidJson(_) => "INVALID_JSON",
@@ -84,7 +85,7 @@ impl ResponseError for ApiError {
                 PlazaError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
                 PlazaError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
                 PlazaError::ResyncRequired { .. } => StatusCode::GONE,
-                PlazaError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+                PlazaError::Unavailable(_) | PlazaError::Overloaded { .. } => StatusCode::SERVICE_UNAVAILABLE,
                 PlazaError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             },
             ApiError::InvalidJson(_) | ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
@@ -104,7 +105,9 @@ impl ResponseError for ApiError {
         }
         let mut resp = HttpResponse::build(status);
         match self {
-            ApiError::RateLimited(secs) | ApiError::Plaza(PlazaError::RateLimited { retry_after_secs: secs }) => {
+            ApiError::RateLimited(secs)
+            | ApiError::Plaza(PlazaError::RateLimited { retry_after_secs: secs })
+            | ApiError::Plaza(PlazaError::Overloaded { retry_after_secs: secs }) => {
                 resp.insert_header(("Retry-After", secs.to_string()));
             }
             _ => {}

@@ -10,7 +10,7 @@ use actix_web::{web, FromRequest, HttpRequest};
 use futures_util::StreamExt;
 use serde_json::Value;
 
-use plaza_actors::policy::AuthContext;
+use plaza_actors::model::policy::AuthContext;
 use plaza_actors::sessions::Resolve;
 
 use crate::error::ApiError;

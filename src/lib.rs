@@ -10,6 +10,7 @@ pub mod config;
 pub mod error;
 pub mod extract;
 pub mod http;
+pub mod live;
 pub mod mailer;
 pub mod metrics;
 pub mod middleware;
@@ -23,7 +24,7 @@ use actix_cors::Cors;
 use actix_governor::Governor;
 use actix_web::middleware::{from_fn, Condition, DefaultHeaders};
 use actix_web::web;
-use plaza_actors::policy::{AuthContext, DefaultPolicy};
+use plaza_actors::model::policy::{AuthContext, DefaultPolicy};
 use plaza_actors::store::{Durability, StoreOptions};
 use plaza_actors::{AppManifest, Subsystems};
 
@@ -41,19 +42,13 @@ pub struct AppState {
     pub started: Instant,
     /// Set on SIGTERM: `/ready` answers 503 while in-flight work finishes.
     pub draining: AtomicBool,
-    /// Open WebSockets and SSE streams per client IP (the per-IP limit).
-    pub streams_per_ip: dashmap::DashMap<std::net::IpAddr, usize>,
-    /// Ids for stream actors, unique for the life of the process.
-    pub next_stream_id: std::sync::atomic::AtomicU64,
-    /// Open WebSocket connections, so a shutdown can tell each one to reconnect.
-    pub sockets: dashmap::DashMap<u64, actix::Recipient<ws::connection::Reconnect>>,
     rate_limit: middleware::rate_limit::Limiter,
     /// Keeps the `--in-memory` scratch database alive exactly as long as the app.
     _scratch: Option<tempfile::TempDir>,
 }
 
 impl AppState {
-    pub fn entity(&self, name: &str) -> Result<&plaza_actors::manifest::EntityDef, ApiError> {
+    pub fn entity(&self, name: &str) -> Result<&plaza_actors::model::manifest::EntityDef, ApiError> {
         Ok(self.plaza.reader.entity(name)?)
     }
 
@@ -62,12 +57,11 @@ impl AppState {
     }
 
     /// Starts a graceful stop: `/ready` turns 503, new streams are refused, and every open
-    /// WebSocket is told to reconnect (close code 1012) so clients move to another instance.
+    /// WebSocket and SSE stream is told to reconnect (WS close code 1012) so clients move to
+    /// another instance.
     pub fn begin_drain(&self) {
         self.draining.store(true, Ordering::SeqCst);
-        for socket in self.sockets.iter() {
-            socket.value().do_send(ws::connection::Reconnect);
-        }
+        self.plaza.streams.do_send(plaza_actors::streams::Drain);
     }
 }
 
@@ -115,7 +109,7 @@ pub fn build_state_full(
     manifest: AppManifest,
     mailer: Arc<dyn mailer::CodeSender>,
 ) -> Result<web::Data<AppState>, StartError> {
-    manifest.validate().map_err(|source| StartError::Manifest { path: "(given)".into(), source })?;
+    plaza_actors::model::check(&manifest).map_err(|source| StartError::Manifest { path: "(given)".into(), source })?;
     config.validate().map_err(StartError::Other)?;
     let (path, scratch) = if config.in_memory {
         let dir = tempfile::tempdir().map_err(|e| StartError::Other(format!("cannot create scratch dir: {e}")))?;
@@ -134,6 +128,7 @@ pub fn build_state_full(
         default_policy: if config.default_policy == "deny" { DefaultPolicy::Deny } else { DefaultPolicy::Allow },
         session_ttl: Duration::from_secs(config.session_ttl_secs),
         read_threads: config.read_pool as usize,
+        streams_per_ip: config.ws_max_per_ip,
     };
     let plaza = plaza_actors::start(options, manifest, settings)
         .map_err(|source| StartError::Store { path: path.display().to_string(), source })?;
@@ -146,9 +141,6 @@ pub fn build_state_full(
         mailer,
         started: Instant::now(),
         draining: AtomicBool::new(false),
-        streams_per_ip: dashmap::DashMap::new(),
-        next_stream_id: std::sync::atomic::AtomicU64::new(1),
-        sockets: dashmap::DashMap::new(),
         rate_limit,
         _scratch: scratch,
     }))
@@ -219,7 +211,7 @@ impl AppState {
         &self,
         auth: &AuthContext,
         ops: Vec<plaza_actors::store::writer::WriteOp>,
-    ) -> Result<Vec<plaza_actors::changelog::Change>, ApiError> {
+    ) -> Result<Vec<plaza_actors::model::change::Change>, ApiError> {
         let write = plaza_actors::store::writer::Write { auth: auth.clone(), ops };
         Ok(self.plaza.writer.send(write).await??)
     }

@@ -54,6 +54,7 @@ fn fail(message: &str) -> ExitCode {
 
 fn check(config: &Config) -> Result<(), String> {
     let manifest = plaza::load_manifest(config).map_err(|e| e.to_string())?;
+    plaza_actors::model::check(&manifest).map_err(|e| format!("manifest {}: {e}", config.manifest.display()))?;
     println!(
         "{}: ok ({} entities, {} policies)",
         config.manifest.display(),

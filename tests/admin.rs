@@ -111,3 +111,30 @@ async fn export_then_import_round_trips() {
     let bad = admin(TestRequest::post().uri("/api/import").set_payload("{\"entity\":\"Todo\"\n"));
     assert_eq!(error_code(&call(&target, bad).await.1), "INVALID_JSON");
 }
+
+#[actix_web::test]
+async fn a_session_may_send_at_most_the_session_bulk_limit_and_the_admin_more() {
+    let app = app().await;
+    let (_, session) = call(&app, post("/api/auth/session", json!({"user_id": "alice"}))).await;
+    let token = session["token"].as_str().unwrap().to_string();
+    let inserts = |n: usize| {
+        let ops: Vec<_> = (0..n).map(|i| json!({"op":"insert","entity":"Todo","data":{"title":format!("t{i}"),"done":false}})).collect();
+        json!({"operations": ops})
+    };
+    let as_alice = |path: &str, body| TestRequest::post().uri(path).insert_header(("Authorization", format!("Bearer {token}"))).set_json(body);
+    for path in ["/api/batch", "/api/transact"] {
+        let (status, body) = call(&app, as_alice(path, inserts(101))).await;
+        assert_eq!((status, error_code(&body)), (StatusCode::BAD_REQUEST, "VALIDATION"), "{path}: {body}");
+        assert!(body["error"]["message"].as_str().unwrap().contains("at most 100"), "{body}");
+    }
+    let (_, listed) = call(&app, get("/api/entities/Todo")).await;
+    assert_eq!(listed["count"], 0, "a refused request writes nothing");
+
+    let (status, body) = call(&app, as_alice("/api/batch", inserts(100))).await;
+    assert_eq!((status, body["succeeded"].as_u64()), (StatusCode::OK, Some(100)), "{body}");
+    // The batch committed as one unit: its seqs are consecutive.
+    let seqs: Vec<i64> = body["results"].as_array().unwrap().iter().map(|r| r["seq"].as_i64().unwrap()).collect();
+    assert_eq!(seqs, (1..=100).collect::<Vec<_>>());
+    let (status, body) = call(&app, post("/api/transact", inserts(101))).await;
+    assert_eq!(status, StatusCode::OK, "the admin may send more: {body}");
+}

@@ -385,3 +385,96 @@ async fn push_applies_an_op_once_and_fans_out() {
     let (status, body) = http(&srv, &alice, "POST", "/api/sync/push", Some(json!({"nope": []}))).await;
     assert_eq!((status, body["error"]["code"].as_str()), (400, Some("VALIDATION")));
 }
+
+/// The frames until the server closes, and the close code it gave.
+async fn until_closed(ws: &mut Ws) -> (Vec<Value>, Option<u16>) {
+    let mut frames = Vec::new();
+    loop {
+        match actix_web::rt::time::timeout(PATIENCE, ws.next()).await.expect("the server closes within the patience window") {
+            Some(Ok(Frame::Text(t))) => frames.push(serde_json::from_slice(&t).unwrap()),
+            Some(Ok(Frame::Ping(p))) => ws.send(Message::Pong(p)).await.unwrap(),
+            Some(Ok(Frame::Close(reason))) => return (frames, reason.map(|r| u16::from(r.code))),
+            None | Some(Err(_)) => return (frames, None),
+            Some(Ok(_)) => {}
+        }
+    }
+}
+
+/// SSE: the `event:` blocks until the server ends the body.
+async fn sse_until_end(
+    body: &mut awc::ClientResponse<impl futures_util::Stream<Item = Result<actix_web::web::Bytes, awc::error::PayloadError>> + Unpin>,
+) -> String {
+    let mut text = String::new();
+    while let Some(chunk) = actix_web::rt::time::timeout(PATIENCE, body.next()).await.expect("the server ends the stream") {
+        text.push_str(std::str::from_utf8(&chunk.unwrap()).unwrap());
+    }
+    text
+}
+
+async fn open_sse(srv: &actix_test::TestServer, token: &str) -> awc::ClientResponse<impl futures_util::Stream<Item = Result<actix_web::web::Bytes, awc::error::PayloadError>> + Unpin> {
+    let mut sse = client()
+        .get(srv.url("/api/events?entity=Note"))
+        .insert_header(("Authorization", format!("Bearer {token}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(sse.status().as_u16(), 200);
+    let mut buf = String::new();
+    assert_eq!(next_sse(&mut sse, &mut buf).await.0, "subscribed");
+    sse
+}
+
+#[actix_web::test]
+async fn logout_closes_every_stream_of_that_session_and_no_other() {
+    let srv = server(config());
+    let (alice, other_alice, bob) = (session(&srv, "alice").await, session(&srv, "alice").await, session(&srv, "bob").await);
+    let mut ws = connect(&srv, &alice).await;
+    assert_eq!(subscribe(&mut ws, "n", "Note", json!({})).await["type"], "subscribed");
+    let mut sse = open_sse(&srv, &alice).await;
+    let mut same_user_other_session = connect(&srv, &other_alice).await;
+    let mut bobs = connect(&srv, &bob).await;
+
+    let (status, _) = http(&srv, &alice, "POST", "/api/auth/logout", None).await;
+    assert_eq!(status, 200);
+    let (frames, code) = until_closed(&mut ws).await;
+    assert_eq!(frames.last().unwrap()["code"], "SESSION_REVOKED", "{frames:?}");
+    assert_eq!(code, Some(4001));
+    let text = sse_until_end(&mut sse).await;
+    assert!(text.contains("event: error") && text.contains("SESSION_REVOKED"), "{text}");
+    // Other sessions keep their sockets.
+    for socket in [&mut same_user_other_session, &mut bobs] {
+        send(socket, json!({"type": "ping"})).await;
+        assert_eq!(next(socket).await.unwrap()["type"], "pong");
+    }
+}
+
+#[actix_web::test]
+async fn a_stream_is_closed_when_its_session_expires() {
+    let srv = server(Config { session_ttl_secs: 1, ..config() });
+    let token = session(&srv, "alice").await;
+    let mut ws = connect(&srv, &token).await;
+    let (frames, code) = until_closed(&mut ws).await;
+    assert_eq!(frames.last().unwrap()["code"], "SESSION_REVOKED", "{frames:?}");
+    assert_eq!(code, Some(4001));
+}
+
+#[actix_web::test]
+async fn a_drain_tells_websockets_and_sse_streams_to_reconnect() {
+    let state = plaza::build_state_with(config(), AppManifest::from_json(MANIFEST).unwrap()).unwrap();
+    let app_state = state.clone();
+    let srv = actix_test::start(move || App::new().configure(plaza::configure(app_state.clone())));
+    let token = session(&srv, "alice").await;
+    let mut ws = connect(&srv, &token).await;
+    let mut sse = open_sse(&srv, &token).await;
+
+    state.begin_drain();
+    let (frames, code) = until_closed(&mut ws).await;
+    assert_eq!(frames.last().unwrap()["code"], "SERVER_RESTARTING", "{frames:?}");
+    assert_eq!(code, Some(1012));
+    let text = sse_until_end(&mut sse).await;
+    assert!(text.contains("SERVER_RESTARTING"), "{text}");
+    let (status, body) = http(&srv, &token, "GET", "/ready", None).await;
+    assert_eq!((status, body["error"]["code"].as_str()), (503, Some("UNAVAILABLE")), "{body}");
+    let refused = client().ws(srv.url(&format!("/ws?token={token}"))).connect().await;
+    assert!(refused.is_err(), "no new sockets while draining");
+}

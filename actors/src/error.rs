@@ -23,6 +23,9 @@ pub enum PlazaError {
     ResyncRequired { oldest_seq: i64, last_seq: i64 },
     #[error("{0}")]
     Unavailable(String),
+    /// The write queue is full (for everyone, or for this client): retry after a pause.
+    #[error("the server is busy with other writes; retry in {retry_after_secs} s")]
+    Overloaded { retry_after_secs: u64 },
     /// A pushed op whose `op_id` was applied before; carries the first result (JSON).
     #[error("operation already applied")]
     Duplicate(String),

@@ -2,20 +2,17 @@
 
 pub mod changelog;
 pub mod error;
-pub mod fanout;
-pub mod manifest;
-pub mod policy;
-pub mod query;
-pub mod rows;
+pub mod model;
 pub mod sessions;
 pub mod store;
+pub mod streams;
 
 use std::sync::Arc;
 
 use actix::prelude::*;
 
 pub use error::{PlazaError, Result};
-pub use manifest::AppManifest;
+pub use model::manifest::AppManifest;
 
 use changelog::ChangeLog;
 use sessions::SessionStore;
@@ -26,40 +23,44 @@ use store::{Reader, StoreOptions};
 #[derive(Clone)]
 pub struct Subsystems {
     pub manifest: Arc<AppManifest>,
-    pub policies: Arc<policy::Policies>,
+    pub policies: Arc<model::policy::Policies>,
     pub reader: Reader,
     pub writer: Addr<Writer>,
     pub changelog: Addr<ChangeLog>,
     pub sessions: Addr<SessionStore>,
+    pub streams: Addr<streams::Streams>,
     pub readers: Addr<store::reader::ReadWorker>,
 }
 
 /// Settings of the subsystems beyond storage.
 #[derive(Debug, Clone)]
 pub struct Settings {
-    pub default_policy: policy::DefaultPolicy,
+    pub default_policy: model::policy::DefaultPolicy,
     pub session_ttl: std::time::Duration,
     /// Threads that run reads.
     pub read_threads: usize,
+    /// Open WebSocket + SSE streams allowed per client IP.
+    pub streams_per_ip: usize,
 }
 
 /// Opens and migrates the store, then starts the actors. Must run inside an actix `System`.
 pub fn start(options: StoreOptions, manifest: AppManifest, settings: Settings) -> Result<Subsystems> {
-    let policies = Arc::new(policy::Policies::from_manifest(&manifest, settings.default_policy)?);
+    let policies = Arc::new(model::policy::Policies::from_manifest(&manifest, settings.default_policy)?);
     let manifest = Arc::new(manifest);
     let opened = store::open(&options, manifest.clone(), policies.clone())?;
     // Fan-out gets a thread of its own: a burst of deliveries never delays acknowledging writes,
     // pulls, or session lookups on the system arbiter.
     let fanout_policies = policies.clone();
-    let fanout = fanout::Fanout::start_in_arbiter(&Arbiter::new().handle(), move |_| fanout::Fanout::new(fanout_policies));
+    let fanout = changelog::Fanout::start_in_arbiter(&Arbiter::new().handle(), move |_| changelog::Fanout::new(fanout_policies));
     let changelog = ChangeLog::new(opened.bounds, changelog::DEFAULT_TAIL, fanout).start();
     let (factory_manifest, factory_policies) = (manifest.clone(), policies.clone());
     let worker =
         SyncArbiter::start(1, move || SqliteWriter::open(&options, factory_manifest.clone(), factory_policies.clone()));
     let writer = Writer::new(worker, changelog.clone()).start();
-    let sessions = SessionStore::load(&opened.setup, writer.clone(), settings.session_ttl)?.start();
+    let streams = streams::Streams::new(settings.streams_per_ip).start();
+    let sessions = SessionStore::load(&opened.setup, writer.clone(), settings.session_ttl, streams.clone().recipient())?.start();
     let read_threads = settings.read_threads.max(1);
     let worker_reader = opened.reader.clone();
     let readers = SyncArbiter::start(read_threads, move || store::reader::ReadWorker::new(worker_reader.clone()));
-    Ok(Subsystems { manifest, policies, reader: opened.reader, writer, changelog, sessions, readers })
+    Ok(Subsystems { manifest, policies, reader: opened.reader, writer, changelog, sessions, streams, readers })
 }

@@ -5,12 +5,11 @@ use std::collections::HashMap;
 use actix_web::{web, HttpResponse};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
-use plaza_actors::manifest::{EntityDef, FieldType};
-use plaza_actors::query::{self, Query, DEFAULT_LIST_LIMIT, MAX_LIMIT};
-use plaza_actors::rows;
+use plaza_actors::model::query::{self, Query, DEFAULT_LIST_LIMIT, MAX_LIMIT};
+use plaza_actors::model::rows;
 use plaza_actors::store::writer::WriteOp;
 use plaza_actors::PlazaError;
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 
 use super::resource;
 use crate::error::{ApiError, ApiResult};
@@ -71,7 +70,7 @@ async fn delete(state: web::Data<AppState>, path: web::Path<(String, String)>, a
 
 async fn list(state: web::Data<AppState>, entity: web::Path<String>, params: Params, auth: Auth) -> ApiResult {
     let def = state.entity(&entity)?;
-    let q = list_query(def, &params)?;
+    let q = Query::from_params(def, &params)?;
     let (limit, offset) = (q.limit_or(DEFAULT_LIST_LIMIT), q.offset.unwrap_or(0));
     let data = state.read(move |r| r.query(&auth.ctx, &entity, &q, DEFAULT_LIST_LIMIT)).await??;
     Ok(HttpResponse::Ok().json(json!({ "count": data.len(), "data": data, "offset": offset, "limit": limit })))
@@ -79,8 +78,11 @@ async fn list(state: web::Data<AppState>, entity: web::Path<String>, params: Par
 
 async fn cursor(state: web::Data<AppState>, entity: web::Path<String>, params: Params, auth: Auth) -> ApiResult {
     state.entity(&entity)?;
+    if params.contains_key("order") {
+        return Err(PlazaError::Validation("cursor pages are in id order; use the list endpoint to order by a field".into()).into());
+    }
     let limit = match params.get("limit") {
-        Some(l) => parse_param::<i64>("limit", l)?.clamp(1, MAX_LIMIT),
+        Some(l) => query::parse_number::<i64>("limit", l)?.clamp(1, MAX_LIMIT),
         None => DEFAULT_LIST_LIMIT,
     };
     let after = params.get("after").filter(|a| !a.is_empty()).map(|a| decode_cursor(a)).transpose()?;
@@ -114,56 +116,4 @@ fn decode_cursor(c: &str) -> Result<String, ApiError> {
         .ok()
         .and_then(|b| String::from_utf8(b).ok())
         .ok_or_else(|| PlazaError::Validation("invalid cursor".into()).into())
-}
-
-fn parse_param<T: std::str::FromStr>(name: &str, v: &str) -> Result<T, ApiError> {
-    v.parse().map_err(|_| PlazaError::Validation(format!("{name} must be a number, got '{v}'")).into())
-}
-
-/// List parameters → the same `Query` the filter language builds: `limit`, `offset`, `order`,
-/// `filter` (URL-encoded filter JSON), and `field=value` equality on any other parameter.
-fn list_query(def: &EntityDef, params: &HashMap<String, String>) -> Result<Query, ApiError> {
-    let mut filter = Map::new();
-    if let Some(f) = params.get("filter") {
-        let parsed: Value = serde_json::from_str(f).map_err(|e| PlazaError::Validation(format!("filter is not JSON: {e}")))?;
-        filter = parsed.as_object().cloned().ok_or_else(|| PlazaError::Validation("filter must be a JSON object".into()))?;
-    }
-    for (name, raw) in params {
-        if matches!(name.as_str(), "limit" | "offset" | "order" | "filter") {
-            continue;
-        }
-        let ty = match def.field(name) {
-            Some(f) => Some(&f.ty),
-            None if def.has_column(name) => None,
-            None => return Err(PlazaError::Validation(format!("unknown field '{name}' for {}", def.name)).into()),
-        };
-        filter.insert(name.clone(), param_value(name, ty, raw)?);
-    }
-    let mut q = Query::parse(def, &Value::Object(filter))?;
-    if let Some(l) = params.get("limit") {
-        q.limit = Some(parse_param::<i64>("limit", l)?.clamp(0, MAX_LIMIT));
-    }
-    if let Some(o) = params.get("offset") {
-        q.offset = Some(parse_param::<i64>("offset", o)?.max(0));
-    }
-    if let Some(o) = params.get("order") {
-        q.order = query::parse_order(def, &Value::String(o.clone()))?;
-    }
-    Ok(q)
-}
-
-/// A query-string value typed by its field: `?done=0`, `?n=5`, `?title=milk`.
-fn param_value(name: &str, ty: Option<&FieldType>, raw: &str) -> Result<Value, ApiError> {
-    let bad = || ApiError::from(PlazaError::Validation(format!("{name}: '{raw}' does not fit the field's type")));
-    Ok(match ty {
-        Some(FieldType::Int) => json!(raw.parse::<i64>().map_err(|_| bad())?),
-        Some(FieldType::Float) => json!(raw.parse::<f64>().map_err(|_| bad())?),
-        Some(FieldType::Bool) => match raw {
-            "1" | "true" => json!(1),
-            "0" | "false" => json!(0),
-            _ => return Err(bad()),
-        },
-        _ if raw == "null" => Value::Null,
-        _ => json!(raw),
-    })
 }

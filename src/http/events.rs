@@ -1,25 +1,22 @@
-//! Server-Sent Events: `GET /api/events?entity=&filter=&since=` streams the same change frames
-//! as `/ws` (with `id: seq`, so `Last-Event-ID` resumes), under the same auth and policies. One
-//! `SseStream` actor per stream feeds a bounded channel that the response body drains.
+//! Server-Sent Events: `GET /api/events?entity=&filter=&since=` streams the same frames as `/ws`
+//! (change events carry `id: seq`, so `Last-Event-ID` resumes), under the same auth and
+//! policies, on the same stream core (`crate::live`). One `SseStream` actor per stream writes
+//! into a bounded channel that the response body drains.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
-use std::sync::atomic::Ordering;
-use std::sync::Arc;
 use std::time::Duration;
 
 use actix::prelude::*;
 use actix_web::web::Bytes;
 use actix_web::{web, HttpRequest, HttpResponse};
-use plaza_actors::changelog::{Change, Deliver, SlowConsumer, Subscribe, Unsubscribe};
 use plaza_actors::PlazaError;
-use serde_json::json;
 use tokio::sync::mpsc;
 
 use super::resource;
-use crate::error::{ApiError, ApiResult};
+use crate::error::ApiResult;
 use crate::extract::{credential, Auth};
-use crate::ws::stream::{self, Gate, StreamSlot};
+use crate::live::{self, Backlogged, Closing, Frame, Opened, Sink, StreamCore, StreamSlot};
 use crate::AppState;
 
 /// A comment line this often keeps proxies from closing an idle stream.
@@ -31,13 +28,15 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 }
 
 /// Credentials as for any request, or `?token=` (browsers' EventSource cannot set headers).
+/// The subscription is opened before the response starts, so its errors (unknown entity, a
+/// cursor to resync) are plain HTTP errors.
 async fn events(req: HttpRequest, state: web::Data<AppState>, query: web::Query<HashMap<String, String>>) -> ApiResult {
     if state.is_draining() {
         return Err(PlazaError::Unavailable("server is draining; reconnect shortly".into()).into());
     }
     let auth = Auth::resolve(&state, query.get("token").cloned().or_else(|| credential(&req))).await?;
     let entity = query.get("entity").ok_or_else(|| PlazaError::Validation("?entity= is required".into()))?;
-    let filter = crate::ws::filter_param(&query)?;
+    let filter = live::filter_param(&query)?;
     let since = query
         .get("since")
         .map(String::as_str)
@@ -45,29 +44,14 @@ async fn events(req: HttpRequest, state: web::Data<AppState>, query: web::Query<
         .filter(|s| !s.is_empty())
         .map(|s| s.parse::<i64>().map_err(|_| PlazaError::Validation(format!("since must be an integer seq, got '{s}'"))))
         .transpose()?;
-    let sub = stream::subscription(&state, entity, filter.as_ref(), &auth.ctx)?;
-    let slot = StreamSlot::acquire(&state, req.peer_addr().map(|a| a.ip()))?;
-    // One slot beyond the bound is kept for the SLOW_CONSUMER notice.
+    let slot = StreamSlot::reserve(&state, req.peer_addr().map(|a| a.ip()), &auth.ctx).await?;
+    let mut core = StreamCore::new(state.clone(), auth.ctx, slot);
+    let pending = core.prepare(SUB_ID.into(), entity, filter.as_ref(), since)?;
+    // One slot beyond the bound is kept for the closing notice.
     let (tx, rx) = mpsc::channel(state.config.ws_outbound_max + 1);
-    let id = state.next_stream_id.fetch_add(1, Ordering::Relaxed);
-    let limit = state.config.ws_outbound_max;
-    let actor = SseStream { id, state: state.clone(), tx, gate: Gate::new(limit), _slot: slot }.start();
-    let request = Subscribe {
-        subscriber: id,
-        id: SUB_ID.into(),
-        sub: sub.clone(),
-        since,
-        deliver: actor.clone().recipient(),
-        kick: actor.clone().recipient(),
-    };
-    let begun = async {
-        let subscribed = state.plaza.changelog.send(request).await??;
-        let events = stream::replay(&state, &sub, subscribed.replay).await?;
-        Ok::<_, ApiError>((since.unwrap_or(subscribed.seq), subscribed.seq, events))
-    }
-    .await;
-    match begun {
-        Ok((start, seq, events)) => actor.do_send(Begin { start, seq, events }),
+    let actor = SseStream { core, tx }.start();
+    match pending.open(actor.clone()).await {
+        Ok(opened) => actor.do_send(Begin(opened)),
         Err(e) => {
             actor.do_send(Close);
             return Err(e);
@@ -82,54 +66,52 @@ async fn events(req: HttpRequest, state: web::Data<AppState>, query: web::Query<
 }
 
 struct SseStream {
-    id: u64,
-    state: web::Data<AppState>,
+    core: StreamCore,
     tx: mpsc::Sender<Bytes>,
-    gate: Gate,
-    _slot: StreamSlot,
 }
 
 #[derive(Message)]
 #[rtype(result = "()")]
-struct Begin {
-    start: i64,
-    seq: i64,
-    events: Vec<Arc<Change>>,
-}
+struct Begin(Opened);
 
 #[derive(Message)]
 #[rtype(result = "()")]
 struct Close;
 
-fn change_event(change: &Change, json: &str) -> Bytes {
-    Bytes::from(format!("id: {}\nevent: change\ndata: {}\n\n", change.seq, stream::change_frame(SUB_ID, json)))
-}
-
-impl SseStream {
-    /// Queues one event; a full queue means the reader fell behind, a closed one that it left.
-    fn emit(&mut self, bytes: Bytes, ctx: &mut Context<Self>) {
-        if self.tx.capacity() <= 1 {
-            return self.slow_consumer(ctx);
-        }
-        match self.tx.try_send(bytes) {
-            Ok(()) => self.state.metrics.frames_out.inc(),
-            Err(_) => ctx.stop(),
-        }
+impl Sink for SseStream {
+    fn core(&mut self) -> &mut StreamCore {
+        &mut self.core
     }
 
-    fn slow_consumer(&mut self, ctx: &mut Context<Self>) {
-        self.state.metrics.slow_consumers.inc();
-        let notice = json!({"type": "error", "code": "SLOW_CONSUMER", "message": "this stream fell too far behind and is closed; reconnect with Last-Event-ID"});
-        let _ = self.tx.try_send(Bytes::from(format!("event: error\ndata: {notice}\n\n")));
+    /// One event; a full queue means the reader fell behind (the last slot is kept for the
+    /// closing notice), a closed one that it left.
+    fn write(&mut self, frame: Frame, ctx: &mut Context<Self>) -> Result<(), Backlogged> {
+        let notice = frame.kind == "error";
+        if self.tx.capacity() <= 1 && !notice {
+            return Err(Backlogged);
+        }
+        let id = frame.seq.map(|seq| format!("id: {seq}\n")).unwrap_or_default();
+        let event = Bytes::from(format!("{id}event: {}\ndata: {}\n\n", frame.kind, frame.text));
+        if self.tx.try_send(event).is_err() && !notice {
+            ctx.stop();
+        }
+        Ok(())
+    }
+
+    fn close(&mut self, _: Closing, ctx: &mut Context<Self>) {
+        // The body ends once the events already queued are read.
         ctx.stop();
     }
 }
+
+crate::stream_handlers!(SseStream);
 
 impl Actor for SseStream {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
-        ctx.set_mailbox_capacity(self.state.config.ws_outbound_max);
+        ctx.set_mailbox_capacity(self.core.outbound_max());
+        live::started(self, ctx);
         ctx.run_interval(KEEPALIVE_INTERVAL, |act, ctx| {
             if act.tx.is_closed() {
                 ctx.stop();
@@ -140,44 +122,14 @@ impl Actor for SseStream {
     }
 
     fn stopped(&mut self, _: &mut Context<Self>) {
-        self.state.plaza.changelog.do_send(Unsubscribe { subscriber: self.id, id: None });
+        live::stopped(&self.core);
     }
 }
 
 impl Handler<Begin> for SseStream {
     type Result = ();
-    fn handle(&mut self, msg: Begin, ctx: &mut Context<Self>) {
-        let hello = json!({"type": "subscribed", "id": SUB_ID, "seq": msg.start});
-        self.emit(Bytes::from(format!("event: subscribed\ndata: {hello}\n\n")), ctx);
-        for change in &msg.events {
-            let json = serde_json::to_string(&**change).unwrap_or_default();
-            self.emit(change_event(change, &json), ctx);
-        }
-        for d in self.gate.open(msg.seq) {
-            self.state.metrics.fanout_latency.observe(d.committed_at.elapsed().as_secs_f64());
-            self.emit(change_event(&d.change, &d.json), ctx);
-        }
-    }
-}
-
-impl Handler<Deliver> for SseStream {
-    type Result = ();
-    fn handle(&mut self, msg: Deliver, ctx: &mut Context<Self>) {
-        match self.gate.admit(msg) {
-            Ok(Some(d)) => {
-                self.state.metrics.fanout_latency.observe(d.committed_at.elapsed().as_secs_f64());
-                self.emit(change_event(&d.change, &d.json), ctx);
-            }
-            Ok(None) => {}
-            Err(stream::Overflow) => self.slow_consumer(ctx),
-        }
-    }
-}
-
-impl Handler<SlowConsumer> for SseStream {
-    type Result = ();
-    fn handle(&mut self, _: SlowConsumer, ctx: &mut Context<Self>) {
-        self.slow_consumer(ctx);
+    fn handle(&mut self, Begin(opened): Begin, ctx: &mut Context<Self>) {
+        live::begin(self, ctx, opened);
     }
 }
 

@@ -3,6 +3,7 @@
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
 use plaza_actors::changelog::Bounds;
+use plaza_actors::PlazaError;
 use serde_json::{json, Map, Value};
 
 use super::{resource, API_ROUTES};
@@ -24,13 +25,15 @@ async fn health(state: web::Data<AppState>) -> HttpResponse {
     }))
 }
 
-async fn ready(state: web::Data<AppState>) -> HttpResponse {
+/// 200 while the server takes traffic; 503 with the usual error body while it drains or when
+/// the database cannot answer, so a load balancer moves clients elsewhere.
+async fn ready(state: web::Data<AppState>) -> ApiResult {
     if state.is_draining() {
-        return HttpResponse::ServiceUnavailable().json(json!({"status": "draining"}));
+        return Err(PlazaError::Unavailable("the server is draining; send traffic elsewhere".into()).into());
     }
     match state.read(|r| r.ping()).await {
-        Ok(Ok(())) => HttpResponse::Ok().json(json!({"status": "ready"})),
-        _ => HttpResponse::ServiceUnavailable().json(json!({"status": "database unavailable"})),
+        Ok(Ok(())) => Ok(HttpResponse::Ok().json(json!({"status": "ready"}))),
+        _ => Err(PlazaError::Unavailable("the database is not answering".into()).into()),
     }
 }
 
@@ -123,8 +126,8 @@ fn error_response() -> Value {
     json!({"description": "Error", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}})
 }
 
-fn field_schema(ty: &plaza_actors::manifest::FieldType) -> Value {
-    use plaza_actors::manifest::FieldType::*;
+fn field_schema(ty: &plaza_actors::model::manifest::FieldType) -> Value {
+    use plaza_actors::model::manifest::FieldType::*;
     match ty {
         String | Id(_) => json!({"type": "string"}),
         Int => json!({"type": "integer", "format": "int64"}),

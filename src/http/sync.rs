@@ -6,11 +6,12 @@ use std::sync::Arc;
 
 use actix_web::{web, HttpResponse};
 use futures_util::future::join_all;
-use plaza_actors::changelog::{Change, Pull, Pulled};
-use plaza_actors::policy::AuthContext;
-use plaza_actors::rows;
+use plaza_actors::model::change::Change;
+use plaza_actors::changelog::{Pull, Pulled};
+use plaza_actors::model::policy::AuthContext;
+use plaza_actors::model::rows;
 use plaza_actors::store::writer::WriteOp;
-use plaza_actors::query::MAX_LIMIT;
+use plaza_actors::model::query::MAX_LIMIT;
 use plaza_actors::PlazaError;
 use serde_json::{json, Value};
 
@@ -69,8 +70,8 @@ async fn push(state: web::Data<AppState>, auth: Auth, JsonBody(body): JsonBody) 
         .get("changes")
         .and_then(Value::as_array)
         .ok_or_else(|| PlazaError::Validation("expected {\"changes\": [...]}".into()))?;
-    if changes.len() > crate::http::admin::MAX_BULK_OPS {
-        return Err(PlazaError::Validation(format!("at most {} changes per push", crate::http::admin::MAX_BULK_OPS)).into());
+    if changes.len() > crate::config::MAX_BULK_OPS {
+        return Err(PlazaError::Validation(format!("at most {} changes per push", crate::config::MAX_BULK_OPS)).into());
     }
     let pending = changes.iter().map(|change| {
         let unit = push_unit(&state, &auth.ctx, change);

@@ -1,6 +1,7 @@
 //! SQLite storage: schema and migrations from the manifest, the single `Writer`, and a pool of
 //! read connections.
 
+pub mod queue;
 pub mod reader;
 pub mod schema;
 pub mod writer;
@@ -14,8 +15,8 @@ use rusqlite::{Connection, OpenFlags};
 
 use crate::changelog::LogBounds;
 use crate::error::{PlazaError, Result};
-use crate::manifest::AppManifest;
-use crate::policy::Policies;
+use crate::model::manifest::AppManifest;
+use crate::model::policy::Policies;
 pub use reader::Reader;
 
 /// How hard a commit tries to reach the disk.

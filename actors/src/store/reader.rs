@@ -8,12 +8,12 @@ use rusqlite::types::Value as SqlValue;
 use rusqlite::{params_from_iter, OptionalExtension};
 use serde_json::json;
 
-use crate::changelog::{Change, ChangeKind};
+use crate::model::change::{Change, ChangeKind};
 use crate::error::{PlazaError, Result};
-use crate::manifest::{AppManifest, EntityDef};
-use crate::policy::{Action, AuthContext, Policies};
-use crate::query::{self, Filter, Query};
-use crate::rows::{self, Row};
+use crate::model::manifest::{AppManifest, EntityDef};
+use crate::model::policy::{Action, AuthContext, Policies};
+use crate::model::query::{self, Filter, Query};
+use crate::model::rows::{self, Row};
 
 pub type ReadPool = r2d2::Pool<SqliteConnectionManager>;
 
@@ -128,20 +128,30 @@ impl Reader {
         Ok((changes, has_more))
     }
 
-    /// Every row of every entity as NDJSON lines `{"entity","data"}`; returns the row count.
-    pub fn export(&self, out: &mut Vec<u8>) -> Result<usize> {
-        let conn = self.pool.get()?;
+    /// Every row of every entity as NDJSON lines `{"entity","data"}`, in one read transaction,
+    /// handed to `sink` in chunks of about `chunk_bytes`; `sink` answers false to stop (the
+    /// client went away). Returns the row count.
+    pub fn export(&self, chunk_bytes: usize, mut sink: impl FnMut(Vec<u8>) -> bool) -> Result<usize> {
+        let mut conn = self.pool.get()?;
+        let tx = conn.transaction()?;
         let mut count = 0;
+        let mut out = Vec::with_capacity(chunk_bytes + 1024);
         for def in &self.manifest.entities {
             let sql = format!("SELECT {} FROM \"{}\" ORDER BY id", rows::select_list(def), def.name);
-            let mut stmt = conn.prepare(&sql)?;
+            let mut stmt = tx.prepare(&sql)?;
             let mut cursor = stmt.query([])?;
             while let Some(r) = cursor.next()? {
                 let line = json!({"entity": def.name, "data": rows::from_sql_row(def, r)?});
                 out.extend_from_slice(line.to_string().as_bytes());
                 out.push(b'\n');
                 count += 1;
+                if out.len() >= chunk_bytes && !sink(std::mem::replace(&mut out, Vec::with_capacity(chunk_bytes + 1024))) {
+                    return Ok(count);
+                }
             }
+        }
+        if !out.is_empty() {
+            sink(out);
         }
         Ok(count)
     }

@@ -4,7 +4,7 @@
 use rusqlite::{params, Connection, OptionalExtension};
 
 use crate::error::{PlazaError, Result};
-use crate::manifest::{AppManifest, EntityDef, FieldType};
+use crate::model::manifest::{AppManifest, EntityDef, FieldType};
 
 /// Plaza's own tables. Entity names cannot start with `_`, so they never collide.
 const INTERNAL_DDL: &str = "

@@ -1,10 +1,15 @@
 //! The only SQLite write connection, and group commit in front of it.
 //!
 //! `SqliteWriter` runs on a one-thread `SyncArbiter` and owns the write connection. `Writer`
-//! (an ordinary actor) queues each caller's `Write`; whenever the connection is idle it hands
-//! over everything queued as one `CommitGroup`, committed in one transaction with one savepoint
-//! per caller, so one caller's failure rolls back only its own ops. Callers are answered after
-//! the commit, and the change-log rows are written in that same transaction.
+//! (an ordinary actor) queues each caller's unit of ops; whenever the connection is idle it
+//! hands over a group of queued units, committed in one transaction with one savepoint per unit
+//! (per op for a batch), so one caller's failure rolls back only its own ops. Callers are
+//! answered after the commit, and the change-log rows are written in that same transaction.
+//!
+//! The queue is fair: each client (session, user, or the admin) has its own queue and groups
+//! take units from the clients in turn, with a bound on the ops per group. A client flooding
+//! large batches therefore adds at most one unit per group ahead of anyone else's write, and
+//! when it has too much queued only it is told `OVERLOADED`.
 
 use std::sync::Arc;
 
@@ -13,21 +18,29 @@ use rusqlite::types::Value as SqlValue;
 use rusqlite::{params_from_iter, Connection, OptionalExtension};
 use tokio::sync::oneshot;
 
-use crate::changelog::{Append, Change, ChangeKind, ChangeLog, LogBounds};
+use crate::changelog::{Append, ChangeLog, LogBounds};
 use crate::error::{PlazaError, Result};
-use crate::manifest::{AppManifest, EntityDef};
-use crate::policy::{AuthContext, Policies};
-use crate::rows::{self, NewRow, Row};
+use crate::model::change::{Change, ChangeKind};
+use crate::model::manifest::{AppManifest, EntityDef};
+use crate::model::policy::{AuthContext, Policies};
+use crate::model::rows::{self, NewRow, Row};
+use crate::store::queue::{FairQueue, Full, Limits};
 use crate::store::{open_write_connection, StoreOptions};
 
-/// Most callers folded into one transaction; bounds commit latency under load.
+/// Most units folded into one transaction; bounds commit latency under load.
 pub const MAX_GROUP: usize = 1024;
+/// Most ops in one transaction (a single unit larger than this still commits alone), so one
+/// client's big batches cannot make everyone's commit slow.
+pub const MAX_GROUP_OPS: usize = 1024;
 /// Groups queued at the connection at once: the next one is already waiting when a commit
 /// ends, so the connection never idles on a round trip to this actor.
 pub const PIPELINE_DEPTH: usize = 2;
-/// Callers waiting for the connection before new writes are refused (503).
-pub const MAX_QUEUED: usize = 50_000;
-
+/// Ops waiting for the connection, in all, before new writes are refused (503 `OVERLOADED`).
+pub const MAX_QUEUED_OPS: usize = 200_000;
+/// Ops one client may have waiting; past it only that client is refused.
+pub const MAX_QUEUED_OPS_PER_CLIENT: usize = 20_000;
+/// What an overloaded caller is told to wait before retrying.
+pub const OVERLOADED_RETRY_SECS: u64 = 1;
 #[derive(Debug, Clone)]
 pub enum WriteOp {
     Insert { entity: String, row: NewRow },
@@ -81,29 +94,99 @@ pub struct Write {
     pub ops: Vec<WriteOp>,
 }
 
-type Reply = oneshot::Sender<Result<Vec<Change>>>;
-type Unit = (AuthContext, Vec<WriteOp>);
+/// One caller's independent ops (a batch): each commits or fails on its own, in one group.
+/// Answers one result per op (`None` for bookkeeping ops).
+#[derive(Message)]
+#[rtype(result = "Result<Vec<Result<Option<Change>>>>")]
+pub struct WriteEach {
+    pub auth: AuthContext,
+    pub ops: Vec<WriteOp>,
+}
+
+/// What the connection commits for one caller.
+pub struct Unit {
+    auth: AuthContext,
+    ops: Vec<WriteOp>,
+    atomic: bool,
+}
+
+/// A unit's outcome: the whole unit's for an atomic one, else one per op.
+pub enum Outcome {
+    All(Result<Vec<Change>>),
+    Each(Vec<Result<Option<Change>>>),
+}
+
+impl Outcome {
+    fn changes(&self) -> Box<dyn Iterator<Item = &Change> + '_> {
+        match self {
+            Outcome::All(r) => Box::new(r.iter().flatten()),
+            Outcome::Each(rs) => Box::new(rs.iter().flatten().flatten()),
+        }
+    }
+
+    fn failed(e: PlazaError, atomic: bool, ops: usize) -> Outcome {
+        if atomic {
+            Outcome::All(Err(e))
+        } else {
+            Outcome::Each(vec![Err(e); ops])
+        }
+    }
+}
+
+type Reply = oneshot::Sender<Outcome>;
+
+struct Queued {
+    unit: Unit,
+    reply: Reply,
+}
+
+/// Whose queue a unit waits in.
+fn client_key(auth: &AuthContext) -> Arc<str> {
+    match (&auth.session, &auth.user_id) {
+        _ if auth.admin => "admin".into(),
+        (Some(session), _) => format!("session:{session}").into(),
+        (None, Some(user)) => format!("user:{user}").into(),
+        (None, None) => "anonymous".into(),
+    }
+}
 
 pub struct Writer {
     worker: Addr<SqliteWriter>,
     changelog: Addr<ChangeLog>,
-    queue: Vec<(Unit, Reply)>,
+    queue: FairQueue<Queued>,
     /// Groups handed to the connection and not yet answered.
     in_flight: usize,
 }
 
 impl Writer {
     pub fn new(worker: Addr<SqliteWriter>, changelog: Addr<ChangeLog>) -> Self {
-        Writer { worker, changelog, queue: Vec::new(), in_flight: 0 }
+        let limits = Limits { group_units: MAX_GROUP, group_ops: MAX_GROUP_OPS, queued_ops: MAX_QUEUED_OPS, queued_ops_per_client: MAX_QUEUED_OPS_PER_CLIENT };
+        Writer { worker, changelog, queue: FairQueue::new(limits), in_flight: 0 }
+    }
+
+    fn enqueue(&mut self, unit: Unit, ctx: &mut Context<Self>) -> oneshot::Receiver<Outcome> {
+        let (reply, rx) = oneshot::channel();
+        let (key, ops, atomic, count) = (client_key(&unit.auth), unit.ops.len().max(1), unit.atomic, unit.ops.len());
+        if let Err(Full(refused)) = self.queue.push(key, ops, Queued { unit, reply }) {
+            let overloaded = PlazaError::Overloaded { retry_after_secs: OVERLOADED_RETRY_SECS };
+            let _ = refused.reply.send(Outcome::failed(overloaded, atomic, count));
+        } else {
+            self.flush(ctx);
+        }
+        rx
     }
 
     fn flush(&mut self, ctx: &mut Context<Self>) {
-        if self.in_flight >= PIPELINE_DEPTH || self.queue.is_empty() {
+        if self.in_flight >= PIPELINE_DEPTH {
+            return;
+        }
+        let group = self.queue.next_group();
+        if group.is_empty() {
             return;
         }
         self.in_flight += 1;
-        let take = self.queue.len().min(MAX_GROUP);
-        let (units, replies): (Vec<_>, Vec<_>) = self.queue.drain(..take).unzip();
+        let (units, replies): (Vec<_>, Vec<_>) = group.into_iter().map(|q| (q.unit, q.reply)).unzip();
+        let shapes: Vec<(bool, usize)> = units.iter().map(|u| (u.atomic, u.ops.len())).collect();
         self.worker
             .send(CommitGroup(units))
             .into_actor(self)
@@ -111,44 +194,70 @@ impl Writer {
                 act.in_flight -= 1;
                 match outcome {
                     Ok(Ok(group)) => {
-                        let committed: Vec<Change> = group.results.iter().flatten().flatten().cloned().collect();
+                        let committed: Vec<Change> = group.outcomes.iter().flat_map(Outcome::changes).cloned().collect();
                         // Callers hear back only once the ChangeLog holds their events, so a pull
                         // or resume right after an acknowledged write sees it (never a 410 for a
                         // seq the caller was just given). The next group commits meanwhile.
                         let logged = act.changelog.send(Append { changes: committed, bounds: group.bounds });
                         actix::spawn(async move {
                             let _ = logged.await;
-                            for (reply, result) in replies.into_iter().zip(group.results) {
-                                let _ = reply.send(result);
+                            for (reply, outcome) in replies.into_iter().zip(group.outcomes) {
+                                let _ = reply.send(outcome);
                             }
                         });
                     }
-                    Ok(Err(e)) => replies.into_iter().for_each(|r| drop(r.send(Err(e.clone())))),
-                    Err(e) => replies.into_iter().for_each(|r| drop(r.send(Err(e.into())))),
+                    Ok(Err(e)) => answer_failed(replies, &shapes, e),
+                    Err(e) => answer_failed(replies, &shapes, e.into()),
                 }
                 act.flush(ctx);
             })
             .spawn(ctx);
+        self.flush(ctx);
     }
 }
 
 impl Actor for Writer {
     type Context = Context<Self>;
     fn started(&mut self, ctx: &mut Context<Self>) {
-        ctx.set_mailbox_capacity(MAX_QUEUED);
+        // Queue bounds are checked per client above; the mailbox only needs to not get in the way.
+        ctx.set_mailbox_capacity(MAX_QUEUED_OPS);
     }
+}
+
+/// The whole group failed (the connection, not a unit): every caller hears why.
+fn answer_failed(replies: Vec<Reply>, shapes: &[(bool, usize)], e: PlazaError) {
+    for (reply, &(atomic, ops)) in replies.into_iter().zip(shapes) {
+        let _ = reply.send(Outcome::failed(e.clone(), atomic, ops));
+    }
+}
+
+fn writer_stopped() -> PlazaError {
+    PlazaError::Unavailable("writer stopped".into())
 }
 
 impl Handler<Write> for Writer {
     type Result = ResponseFuture<Result<Vec<Change>>>;
     fn handle(&mut self, msg: Write, ctx: &mut Context<Self>) -> Self::Result {
-        if self.queue.len() >= MAX_QUEUED {
-            return Box::pin(async { Err(PlazaError::Unavailable("write queue is full; retry shortly".into())) });
-        }
-        let (tx, rx) = oneshot::channel();
-        self.queue.push(((msg.auth, msg.ops), tx));
-        self.flush(ctx);
-        Box::pin(async move { rx.await.unwrap_or_else(|_| Err(PlazaError::Unavailable("writer stopped".into()))) })
+        let rx = self.enqueue(Unit { auth: msg.auth, ops: msg.ops, atomic: true }, ctx);
+        Box::pin(async move {
+            match rx.await {
+                Ok(Outcome::All(result)) => result,
+                Ok(Outcome::Each(_)) | Err(_) => Err(writer_stopped()),
+            }
+        })
+    }
+}
+
+impl Handler<WriteEach> for Writer {
+    type Result = ResponseFuture<Result<Vec<Result<Option<Change>>>>>;
+    fn handle(&mut self, msg: WriteEach, ctx: &mut Context<Self>) -> Self::Result {
+        let rx = self.enqueue(Unit { auth: msg.auth, ops: msg.ops, atomic: false }, ctx);
+        Box::pin(async move {
+            match rx.await {
+                Ok(Outcome::Each(results)) => Ok(results),
+                Ok(Outcome::All(_)) | Err(_) => Err(writer_stopped()),
+            }
+        })
     }
 }
 
@@ -169,7 +278,7 @@ pub struct SqliteWriter {
 pub struct CommitGroup(pub Vec<Unit>);
 
 pub struct GroupCommitted {
-    pub results: Vec<Result<Vec<Change>>>,
+    pub outcomes: Vec<Outcome>,
     pub bounds: LogBounds,
 }
 
@@ -218,29 +327,36 @@ impl Handler<CommitGroup> for SqliteWriter {
         let conn = self.conn.as_mut().map_err(|e| PlazaError::Unavailable(format!("database: {e}")))?;
         let tx = conn.transaction()?;
         let now = now_rfc3339();
-        let mut results = Vec::with_capacity(msg.0.len());
+        let mut outcomes = Vec::with_capacity(msg.0.len());
         let mut remembered = false;
-        for (auth, ops) in msg.0 {
-            // Cached statements: a savepoint per caller costs no SQL parsing.
-            tx.prepare_cached("SAVEPOINT unit")?.execute([])?;
-            let ctx = OpContext { manifest: &manifest, policies: &policies, auth: &auth, now: &now };
-            let mut outcome: Result<Vec<Change>> = Ok(Vec::new());
-            for op in ops {
-                let Ok(done) = outcome.as_mut() else { break };
-                remembered |= matches!(op, WriteOp::RememberApplied { .. });
-                match apply(&tx, &ctx, op, done) {
-                    Ok(Some(change)) => done.push(change),
-                    Ok(None) => {}
-                    Err(e) => outcome = Err(e),
+        for unit in msg.0 {
+            let ctx = OpContext { manifest: &manifest, policies: &policies, auth: &unit.auth, now: &now };
+            remembered |= unit.ops.iter().any(|op| matches!(op, WriteOp::RememberApplied { .. }));
+            let outcome = if unit.atomic {
+                Outcome::All(in_savepoint(&tx, |done| {
+                    for op in unit.ops {
+                        if let Some(change) = apply(&tx, &ctx, op, done)? {
+                            done.push(change);
+                        }
+                    }
+                    Ok(())
+                })?)
+            } else {
+                let mut each = Vec::with_capacity(unit.ops.len());
+                for op in unit.ops {
+                    let applied = in_savepoint(&tx, |done| {
+                        if let Some(change) = apply(&tx, &ctx, op, &[])? {
+                            done.push(change);
+                        }
+                        Ok(())
+                    })?;
+                    each.push(applied.map(|mut done| done.pop()));
                 }
-            }
-            if outcome.is_err() {
-                tx.prepare_cached("ROLLBACK TO unit")?.execute([])?;
-            }
-            tx.prepare_cached("RELEASE unit")?.execute([])?;
-            results.push(outcome);
+                Outcome::Each(each)
+            };
+            outcomes.push(outcome);
         }
-        let last_seq = results.iter().flatten().flatten().map(|c| c.seq).fold(self.bounds.last_seq, i64::max);
+        let last_seq = outcomes.iter().flat_map(Outcome::changes).map(|c| c.seq).fold(self.bounds.last_seq, i64::max);
         let cutoff = last_seq - self.retain;
         if cutoff >= self.bounds.oldest_seq {
             tx.execute("DELETE FROM _plaza_changes WHERE seq <= ?", [cutoff])?;
@@ -253,15 +369,29 @@ impl Handler<CommitGroup> for SqliteWriter {
         }
         tx.commit()?;
         self.bounds = LogBounds { oldest_seq: self.bounds.oldest_seq.max(cutoff + 1), last_seq };
-        Ok(GroupCommitted { results, bounds: self.bounds })
+        Ok(GroupCommitted { outcomes, bounds: self.bounds })
     }
+}
+
+/// Runs `body` inside a savepoint, rolled back if it fails: the outer `Result` is the
+/// connection's own failure (the whole group fails), the inner one the unit's.
+fn in_savepoint(tx: &Connection, body: impl FnOnce(&mut Vec<Change>) -> Result<()>) -> Result<Result<Vec<Change>>> {
+    // Cached statements: a savepoint per unit costs no SQL parsing.
+    tx.prepare_cached("SAVEPOINT unit")?.execute([])?;
+    let mut done = Vec::new();
+    let outcome = body(&mut done);
+    if outcome.is_err() {
+        tx.prepare_cached("ROLLBACK TO unit")?.execute([])?;
+    }
+    tx.prepare_cached("RELEASE unit")?.execute([])?;
+    Ok(outcome.map(|()| done))
 }
 
 pub fn now_rfc3339() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
-fn entity_def<'m>(manifest: &'m AppManifest, name: &str) -> Result<&'m crate::manifest::EntityDef> {
+fn entity_def<'m>(manifest: &'m AppManifest, name: &str) -> Result<&'m crate::model::manifest::EntityDef> {
     manifest.entity(name).ok_or_else(|| PlazaError::UnknownEntity(name.to_string()))
 }
 
@@ -378,7 +508,7 @@ fn not_found(entity: &str, id: &str) -> PlazaError {
     PlazaError::NotFound(format!("{entity} '{id}' not found"))
 }
 
-pub fn read_row(conn: &Connection, def: &crate::manifest::EntityDef, id: &str) -> Result<Option<Row>> {
+pub fn read_row(conn: &Connection, def: &crate::model::manifest::EntityDef, id: &str) -> Result<Option<Row>> {
     let sql = format!("SELECT {} FROM \"{}\" WHERE id = ?", rows::select_list(def), def.name);
     Ok(conn.prepare_cached(&sql)?.query_row([id], |r| rows::from_sql_row(def, r)).optional()?)
 }

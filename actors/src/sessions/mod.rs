@@ -4,7 +4,9 @@
 //! are looked up by selector and the verifier's SHA-256 is compared in constant time, so
 //! neither the table nor timing reveals a usable token. Sessions are written through the
 //! Writer (same database, same durability) before the caller gets the token, and loaded back
-//! at start, so they survive restarts; a revoked session is deleted and stays gone.
+//! at start, so they survive restarts; a revoked session is deleted and stays gone. Whenever a
+//! session ends (revoked, or found expired) the Streams registry is told, so the WebSockets and
+//! SSE streams opened with it close.
 
 use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
@@ -17,8 +19,9 @@ use rusqlite::Connection;
 use sha2::{Digest, Sha256};
 
 use crate::error::{PlazaError, Result};
-use crate::policy::AuthContext;
+use crate::model::policy::AuthContext;
 use crate::store::writer::{Write, WriteOp, Writer};
+use crate::streams::SessionsEnded;
 
 pub const SELECTOR_BYTES: usize = 16;
 pub const VERIFIER_BYTES: usize = 32;
@@ -34,7 +37,10 @@ pub const MAGIC_SEND_WINDOW: Duration = Duration::from_secs(600);
 /// Pending codes held at once (each is one address).
 pub const MAX_PENDING_CODES: usize = 100_000;
 pub const MAX_EMAIL_LEN: usize = 254;
+/// How often expired sessions are dropped (and their streams closed); a short TTL checks more
+/// often, so a stream never outlives its session by more than a quarter of the TTL.
 const PRUNE_INTERVAL: Duration = Duration::from_secs(60);
+const MIN_PRUNE_INTERVAL: Duration = Duration::from_millis(100);
 
 #[derive(Debug, Clone)]
 struct Session {
@@ -58,6 +64,8 @@ pub struct SessionStore {
     sends: HashMap<String, VecDeque<i64>>,
     writer: Addr<Writer>,
     ttl_ms: i64,
+    /// Told of every session that ends.
+    ended: Recipient<SessionsEnded>,
 }
 
 /// A freshly issued session, as the auth endpoints answer it.
@@ -120,7 +128,7 @@ pub fn normalize_email(email: &str) -> Result<String> {
 
 impl SessionStore {
     /// Loads unexpired sessions from the database. Runs once at start, before serving.
-    pub fn load(conn: &Connection, writer: Addr<Writer>, ttl: Duration) -> Result<SessionStore> {
+    pub fn load(conn: &Connection, writer: Addr<Writer>, ttl: Duration, ended: Recipient<SessionsEnded>) -> Result<SessionStore> {
         let mut stmt = conn.prepare(
             "SELECT selector, verifier_hash, user_id, guest, expires_at FROM _plaza_sessions WHERE expires_at > ?",
         )?;
@@ -144,6 +152,7 @@ impl SessionStore {
             sends: HashMap::new(),
             writer,
             ttl_ms: ttl.as_millis().min(i64::MAX as u128) as i64,
+            ended,
         })
     }
 
@@ -194,9 +203,18 @@ impl Actor for SessionStore {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
-        ctx.run_interval(PRUNE_INTERVAL, |act, ctx| {
+        let every = PRUNE_INTERVAL.min(Duration::from_millis(self.ttl_ms as u64 / 4)).max(MIN_PRUNE_INTERVAL);
+        ctx.run_interval(every, |act, ctx| {
             let now = now_ms();
-            act.sessions.retain(|_, s| s.expires_at_ms > now);
+            let mut expired = Vec::new();
+            act.sessions.retain(|selector, s| {
+                let live = s.expires_at_ms > now;
+                if !live {
+                    expired.push(selector.as_str().into());
+                }
+                live
+            });
+            act.ended.do_send(SessionsEnded { sessions: expired });
             act.codes.retain(|_, c| c.expires_at_ms > now);
             let window = MAGIC_SEND_WINDOW.as_millis() as i64;
             act.sends.retain(|_, times| times.back().is_some_and(|t| now - t < window));
@@ -255,9 +273,15 @@ impl Handler<Resolve> for SessionStore {
         }
         if session.expires_at_ms <= now {
             self.sessions.remove(selector);
+            self.ended.do_send(SessionsEnded { sessions: vec![selector.into()] });
             return None;
         }
-        let auth = AuthContext { user_id: Some(session.user_id.clone()), guest: session.guest, admin: false };
+        let auth = AuthContext {
+            user_id: Some(session.user_id.clone()),
+            guest: session.guest,
+            admin: false,
+            session: Some(selector.into()),
+        };
         if session.expires_at_ms - now < self.ttl_ms / 2 {
             session.expires_at_ms = now.saturating_add(self.ttl_ms);
             let op = WriteOp::Internal {
@@ -292,6 +316,7 @@ impl Handler<Revoke> for SessionStore {
         }
         let selector = selector.to_string();
         self.sessions.remove(&selector);
+        self.ended.do_send(SessionsEnded { sessions: vec![selector.as_str().into()] });
         let op = WriteOp::Internal { sql: "DELETE FROM _plaza_sessions WHERE selector = ?", params: vec![SqlValue::Text(selector)] };
         Box::pin(self.persist(vec![op]).into_actor(self).map(|r, _, _| r.map(|()| true)))
     }

@@ -5,7 +5,7 @@ use rusqlite::types::Value as SqlValue;
 use serde_json::{Map, Value};
 
 use crate::error::{PlazaError, Result};
-use crate::manifest::{EntityDef, FieldDef, FieldType, SYSTEM_FIELDS};
+use super::manifest::{EntityDef, FieldDef, FieldType, SYSTEM_FIELDS};
 
 pub type Row = Map<String, Value>;
 
@@ -186,7 +186,7 @@ pub fn sql_to_row_value(entity: &EntityDef, name: &str, v: &SqlValue) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::manifest::AppManifest;
+    use crate::model::manifest::AppManifest;
     use serde_json::json;
 
     fn todo() -> EntityDef {

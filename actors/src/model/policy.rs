@@ -16,11 +16,11 @@ use rusqlite::types::Value as SqlValue;
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::changelog::{Change, ChangeKind};
+use super::change::{Change, ChangeKind};
 use crate::error::{PlazaError, Result};
-use crate::manifest::{AppManifest, EntityDef, FieldType};
-use crate::query::{CmpOp, Filter};
-use crate::rows::Row;
+use super::manifest::{AppManifest, EntityDef, FieldType};
+use super::query::{CmpOp, Filter};
+use super::rows::Row;
 
 /// Longest policy expression accepted; they are parsed once, but a limit keeps errors readable.
 pub const MAX_EXPRESSION_LEN: usize = 4096;
@@ -31,6 +31,10 @@ pub struct AuthContext {
     pub user_id: Option<String>,
     pub guest: bool,
     pub admin: bool,
+    /// The session this caller presented (its public selector), so streams opened with it can
+    /// be closed when it ends. Not visible to policies.
+    #[serde(skip)]
+    pub session: Option<std::sync::Arc<str>>,
 }
 
 impl AuthContext {
@@ -556,7 +560,7 @@ mod tests {
         assert!(p.cond("Todo", Action::Read, &u1, None).allows(&mine));
         assert!(!p.cond("Todo", Action::Read, &AuthContext::user("u2"), None).allows(&mine));
         assert!(!p.cond("Todo", Action::Read, &AuthContext::default(), None).allows(&orphan), "null never equals null");
-        let guest = AuthContext { user_id: Some("u1".into()), guest: true, admin: false };
+        let guest = AuthContext { user_id: Some("u1".into()), guest: true, ..Default::default() };
         assert_eq!(p.cond("Todo", Action::Read, &guest, None), Cond::Const(false));
         assert!(p.cond("Todo", Action::Read, &AuthContext::admin(), None).allows(&orphan));
         // Compiles to SQL, not to a scan.

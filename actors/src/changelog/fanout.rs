@@ -10,8 +10,29 @@ use std::time::Instant;
 
 use actix::prelude::*;
 
-use crate::changelog::{Change, Subscription};
-use crate::policy::Policies;
+use crate::model::change::Change;
+use crate::model::policy::{AuthContext, Policies};
+use crate::model::query::Filter;
+
+/// What one live subscriber wants to see.
+#[derive(Debug, Clone)]
+pub struct Subscription {
+    pub entity: String,
+    pub filter: Filter,
+    pub auth: AuthContext,
+}
+
+impl Subscription {
+    /// Entity, filter (on the row after the change, or before a delete) and read policy: the
+    /// one test for live events, replays and SSE alike.
+    pub fn wants(&self, policies: &Policies, change: &Change) -> bool {
+        if change.entity != self.entity {
+            return false;
+        }
+        let row = change.data.as_ref().or(change.prior.as_ref());
+        row.is_some_and(|r| self.filter.matches(r)) && policies.can_see(&self.auth, change)
+    }
+}
 
 /// One event for one subscription. `json` is the event serialised once for all subscribers.
 #[derive(Message, Clone)]
@@ -155,9 +176,9 @@ impl Handler<Unsubscribe> for Fanout {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::changelog::ChangeKind;
-    use crate::policy::AuthContext;
-    use crate::query::Filter;
+    use crate::model::change::ChangeKind;
+    use crate::model::policy::AuthContext;
+    use crate::model::query::Filter;
 
     /// Collects what it is sent and answers with it when asked.
     #[derive(Default)]

@@ -10,59 +10,18 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use actix::prelude::*;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
+
+pub mod fanout;
+
+pub use fanout::{Deliver, Fanout, SlowConsumer, Subscription, Unsubscribe};
+use fanout::{Publish, Register};
 
 use crate::error::PlazaError;
-pub use crate::fanout::{Deliver, SlowConsumer, Unsubscribe};
-use crate::fanout::{Fanout, Publish, Register};
-use crate::policy::{AuthContext, Policies};
-use crate::query::Filter;
-use crate::rows::Row;
+use crate::model::change::Change;
 
 /// How many recent events are kept in memory for pulls and resumes.
 pub const DEFAULT_TAIL: usize = 10_000;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ChangeKind {
-    Insert,
-    Update,
-    Delete,
-}
-
-impl ChangeKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ChangeKind::Insert => "insert",
-            ChangeKind::Update => "update",
-            ChangeKind::Delete => "delete",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<ChangeKind> {
-        match s {
-            "insert" => Some(ChangeKind::Insert),
-            "update" => Some(ChangeKind::Update),
-            "delete" => Some(ChangeKind::Delete),
-            _ => None,
-        }
-    }
-}
-
-/// One committed change, exactly as clients see it in pulls and live frames.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Change {
-    pub seq: i64,
-    pub entity: String,
-    pub row_id: String,
-    pub kind: ChangeKind,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub data: Option<Row>,
-    pub timestamp: String,
-    /// The row as it was before a delete: never sent, but read policies are checked on it.
-    #[serde(skip)]
-    pub prior: Option<Row>,
-}
 
 /// Where the persistent log stands: seqs in `oldest_seq..=last_seq` are retained.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -80,26 +39,6 @@ impl LogBounds {
         } else {
             Ok(())
         }
-    }
-}
-
-/// What one live subscriber wants to see.
-#[derive(Debug, Clone)]
-pub struct Subscription {
-    pub entity: String,
-    pub filter: Filter,
-    pub auth: AuthContext,
-}
-
-impl Subscription {
-    /// Entity, filter (on the row after the change, or before a delete) and read policy: the
-    /// one test for live events, replays and SSE alike.
-    pub fn wants(&self, policies: &Policies, change: &Change) -> bool {
-        if change.entity != self.entity {
-            return false;
-        }
-        let row = change.data.as_ref().or(change.prior.as_ref());
-        row.is_some_and(|r| self.filter.matches(r)) && policies.can_see(&self.auth, change)
     }
 }
 
@@ -266,6 +205,8 @@ impl Handler<Unsubscribe> for ChangeLog {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    use crate::model::change::ChangeKind;
 
     fn change(seq: i64) -> Change {
         Change { seq, entity: "T".into(), row_id: seq.to_string(), kind: ChangeKind::Insert, data: None, timestamp: String::new(), prior: None }

@@ -4,13 +4,14 @@
 //! NULL: a comparison with NULL matches nothing, and neither does its negation.
 
 use std::cmp::Ordering;
+use std::collections::HashMap;
 
 use rusqlite::types::Value as SqlValue;
 use serde_json::{Map, Value};
 
 use crate::error::{PlazaError, Result};
-use crate::manifest::{EntityDef, FieldType};
-use crate::rows::to_sql;
+use super::manifest::{EntityDef, FieldType};
+use super::rows::to_sql;
 
 /// Most rows one list or query returns, whatever the client asks.
 pub const MAX_LIMIT: i64 = 1000;
@@ -86,6 +87,59 @@ impl Query {
     pub fn limit_or(&self, default: i64) -> i64 {
         self.limit.unwrap_or(default).clamp(0, MAX_LIMIT)
     }
+
+    /// List query parameters → the same query: `limit`, `offset`, `order`, `filter` (filter
+    /// JSON), and `field=value` equality on any other parameter, typed by the field.
+    pub fn from_params(entity: &EntityDef, params: &HashMap<String, String>) -> Result<Query> {
+        let mut filter = Map::new();
+        if let Some(f) = params.get("filter") {
+            let parsed: Value = serde_json::from_str(f).map_err(|e| bad(format!("filter is not JSON: {e}")))?;
+            filter = parsed.as_object().cloned().ok_or_else(|| bad("filter must be a JSON object"))?;
+        }
+        for (name, raw) in params {
+            if matches!(name.as_str(), "limit" | "offset" | "order" | "filter") {
+                continue;
+            }
+            let ty = match entity.field(name) {
+                Some(f) => Some(&f.ty),
+                None if entity.has_column(name) => None,
+                None => return Err(bad(format!("unknown field '{name}' for {}", entity.name))),
+            };
+            filter.insert(name.clone(), param_value(name, ty, raw)?);
+        }
+        let mut q = Query::parse(entity, &Value::Object(filter))?;
+        if let Some(l) = params.get("limit") {
+            q.limit = Some(parse_number::<i64>("limit", l)?.clamp(0, MAX_LIMIT));
+        }
+        if let Some(o) = params.get("offset") {
+            q.offset = Some(parse_number::<i64>("offset", o)?.max(0));
+        }
+        if let Some(o) = params.get("order") {
+            q.order = parse_order(entity, &Value::String(o.clone()))?;
+        }
+        Ok(q)
+    }
+}
+
+/// A query-string value typed by its field: `?done=0`, `?n=5`, `?title=milk`.
+fn param_value(name: &str, ty: Option<&FieldType>, raw: &str) -> Result<Value> {
+    let bad_value = || bad(format!("{name}: '{raw}' does not fit the field's type"));
+    Ok(match ty {
+        Some(FieldType::Int) => Value::from(raw.parse::<i64>().map_err(|_| bad_value())?),
+        Some(FieldType::Float) => raw.parse::<f64>().ok().and_then(serde_json::Number::from_f64).map(Value::Number).ok_or_else(bad_value)?,
+        Some(FieldType::Bool) => match raw {
+            "1" | "true" => Value::from(1),
+            "0" | "false" => Value::from(0),
+            _ => return Err(bad_value()),
+        },
+        _ if raw == "null" => Value::Null,
+        _ => Value::from(raw),
+    })
+}
+
+/// A number in a query string, e.g. `?limit=10`.
+pub fn parse_number<T: std::str::FromStr>(name: &str, v: &str) -> Result<T> {
+    v.parse().map_err(|_| bad(format!("{name} must be a number, got '{v}'")))
 }
 
 fn parse_count(name: &str, v: &Value) -> Result<i64> {
@@ -114,7 +168,7 @@ pub fn parse_order(entity: &EntityDef, v: &Value) -> Result<Vec<(String, Directi
                 }
             }
         }
-        Value::String(s) => out.extend(parse_order_param(s)),
+        Value::String(s) => out.extend(parse_order_param(s)?),
         _ => return Err(bad("$order must be an object like {\"field\":\"asc\"}")),
     }
     for (f, _) in &out {
@@ -125,18 +179,22 @@ pub fn parse_order(entity: &EntityDef, v: &Value) -> Result<Vec<(String, Directi
     Ok(out)
 }
 
-/// The `order` query parameter: `title`, `-title`, `title:desc`, comma separated.
-pub fn parse_order_param(s: &str) -> Vec<(String, Direction)> {
+/// The `order` query parameter: `title`, `-title`, `title:desc`, comma separated. A direction
+/// other than asc/desc is refused, as it is in `$order`.
+pub fn parse_order_param(s: &str) -> Result<Vec<(String, Direction)>> {
     s.split(',')
         .filter(|p| !p.is_empty())
         .map(|p| {
             if let Some(f) = p.strip_prefix('-') {
-                (f.to_string(), Direction::Desc)
+                Ok((f.to_string(), Direction::Desc))
             } else if let Some((f, d)) = p.split_once([':', '.']) {
-                let dir = if d.eq_ignore_ascii_case("desc") { Direction::Desc } else { Direction::Asc };
-                (f.to_string(), dir)
+                match d.to_ascii_lowercase().as_str() {
+                    "asc" => Ok((f.to_string(), Direction::Asc)),
+                    "desc" => Ok((f.to_string(), Direction::Desc)),
+                    _ => Err(bad(format!("order direction of '{f}' must be asc or desc, got '{d}'"))),
+                }
             } else {
-                (p.to_string(), Direction::Asc)
+                Ok((p.to_string(), Direction::Asc))
             }
         })
         .collect()
@@ -461,7 +519,7 @@ fn like(pattern: &str, text: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::manifest::AppManifest;
+    use crate::model::manifest::AppManifest;
     use serde_json::json;
 
     fn todo() -> EntityDef {
