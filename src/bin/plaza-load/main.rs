@@ -47,7 +47,10 @@ mod stats;
 mod target;
 mod ws;
 
-/// The harness the process-level tests use too; this tool needs only part of it.
+/// Starting and stopping `plaza`: the one harness the process-level tests use too. It lives with
+/// them because an integration test cannot depend on a binary, while a binary can include a
+/// file; it needs only std, so neither side pulls in anything for the other. This tool uses
+/// only part of it.
 #[allow(dead_code)]
 #[path = "../../../tests/common/process.rs"]
 mod process;
