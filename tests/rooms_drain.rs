@@ -1,12 +1,15 @@
 //! Process-level: the built `plaza` binary stopped with SIGTERM saves the state of every
-//! persisting room before it exits, and the next process starts those rooms from it.
+//! persisting room before it exits, and the next process serves those rooms from it.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+mod common;
+
+use std::path::Path;
+use std::sync::{mpsc, Arc};
 use std::time::Duration;
 
 use awc::ws::{Frame, Message};
+use common::process::{LogSink, PlazaProcess};
+use common::{plaza, remote, up};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
 
@@ -14,57 +17,20 @@ const ADMIN: &str = "rooms-admin";
 const MANIFEST: &str = r#"{"rooms": {"rules": [{"pattern": "game-*", "persist": true}]}}"#;
 const PATIENCE: Duration = Duration::from_secs(30);
 
-struct Server {
-    child: Child,
-    base: String,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Starts `plaza` on port 0 and learns its address from the `listening on` log line.
-fn start(dir: &std::path::Path) -> Server {
+/// Starts `plaza` on `dir`; its log lines (after `listening on`) go to `log`.
+fn start(dir: &Path, log: mpsc::Sender<String>) -> PlazaProcess {
     let manifest = dir.join("plaza.json");
     std::fs::write(&manifest, MANIFEST).unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_plaza"))
+    let sink: LogSink = Arc::new(move |line: &[u8]| {
+        let _ = log.send(String::from_utf8_lossy(line).into_owned());
+    });
+    up(plaza()
         .args(["--port", "0", "--admin-token", ADMIN])
         .arg("--db")
         .arg(dir.join("plaza.db"))
         .arg("--manifest")
         .arg(&manifest)
-        .env("PLAZA_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn plaza");
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if let Some(addr) = line.split("listening on ").nth(1) {
-                let _ = tx.send(addr.trim().to_string());
-            }
-        }
-    });
-    let addr = rx.recv_timeout(PATIENCE).expect("plaza logs `listening on ADDR`");
-    Server { child, base: format!("http://{addr}") }
-}
-
-async fn call(server: &Server, token: &str, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
-    let req = awc::Client::default()
-        .request(method.parse().unwrap(), format!("{}{path}", server.base))
-        .insert_header(("Authorization", format!("Bearer {token}")));
-    let mut resp = match body {
-        Some(b) => req.send_json(&b).await,
-        None => req.send().await,
-    }
-    .expect("request");
-    let bytes = resp.body().await.expect("body");
-    (resp.status().as_u16(), serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+        .on_log(sink))
 }
 
 async fn next(ws: &mut actix_codec::Framed<awc::BoxedSocket, awc::ws::Codec>) -> Value {
@@ -80,26 +46,30 @@ async fn next(ws: &mut actix_codec::Framed<awc::BoxedSocket, awc::ws::Codec>) ->
 #[actix_web::test]
 async fn sigterm_saves_persisting_rooms_before_exit() {
     let dir = tempfile::tempdir().unwrap();
-    let mut server = start(dir.path());
-    let (_, session) = call(&server, ADMIN, "POST", "/api/auth/session", Some(json!({"user_id": "alice"}))).await;
-    let token = session["token"].as_str().unwrap().to_string();
-    let url = format!("{}/ws?token={token}", server.base.replace("http://", "ws://"));
-    let (_, mut ws) = awc::Client::default().ws(url).connect().await.unwrap();
+    let client = awc::Client::default();
+    let (log, lines) = mpsc::channel();
+    let mut server = start(dir.path(), log.clone());
+    let base = server.base_url();
+    let (_, session) = remote::send(&client, Some(ADMIN), "POST", &format!("{base}/api/auth/session"), Some(&json!({"user_id": "alice"}))).await;
+    let url = format!("{}/ws?token={}", base.replace("http://", "ws://"), session["token"].as_str().unwrap());
+    let (_, mut ws) = client.ws(url).connect().await.unwrap();
     ws.send(Message::Text(json!({"type": "join", "room": "game-7"}).to_string().into())).await.unwrap();
     assert_eq!(next(&mut ws).await["type"], "joined");
+    // Patched just before the stop: only the drain can have saved it (a running room saves
+    // every 10 s).
     for patch in [json!({"round": 1, "board": [0, 0]}), json!({"round": 2})] {
-        let frame = json!({"type": "state_patch", "room": "game-7", "patch": patch});
-        ws.send(Message::Text(frame.to_string().into())).await.unwrap();
+        ws.send(Message::Text(json!({"type": "state_patch", "room": "game-7", "patch": patch}).to_string().into())).await.unwrap();
         assert_eq!(next(&mut ws).await["type"], "room_state");
     }
 
-    let pid = server.child.id().to_string();
-    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
-    let status = server.child.wait().unwrap();
+    server.signal_term().unwrap();
+    let status = server.wait_exit(PATIENCE).unwrap().expect("plaza exits after draining");
     assert!(status.success(), "exit 0 after draining, got {status}");
     drop(server);
+    let logged: Vec<String> = lines.try_iter().collect();
+    assert!(logged.iter().any(|l| l.contains("saved the state of persisting rooms") && l.contains("rooms=1")), "{logged:?}");
 
-    let server = start(dir.path());
-    let (status, room) = call(&server, ADMIN, "GET", "/api/rooms/game-7", None).await;
+    let server = start(dir.path(), log);
+    let (status, room) = remote::send(&client, Some(ADMIN), "GET", &format!("{}/api/rooms/game-7", server.base_url()), None).await;
     assert_eq!((status, room["state"].clone(), room["state_version"].as_u64()), (200, json!({"round": 2, "board": [0, 0]}), Some(2)));
 }
