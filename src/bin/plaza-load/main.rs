@@ -1,5 +1,6 @@
 //! `plaza-load`: a load generator for Plaza, one module per mode: `http` (entity API
-//! throughput and latency), `ws` (live fan-out latency), `idle` (memory per idle WebSocket).
+//! throughput and latency), `ws` (live fan-out latency), `idle` (memory per idle WebSocket),
+//! `rooms` (room broadcast fan-out and memory per room member).
 //! Each mode's module documents what it measures and prints.
 //!
 //! Adding a mode: a module with a clap `Args` struct and `run(Args) -> Result<(), String>`,
@@ -19,6 +20,8 @@
 //! ./target/release/plaza-load ws --subscribers 1000 --writes-per-sec 100 --duration-secs 10
 //! ./target/release/plaza-load idle --sockets 10000
 //! ./target/release/plaza-load idle --target http://127.0.0.1:4321 --server-pid "$PID"
+//! ./target/release/plaza-load rooms --rooms 100 --members 50 --rate 1 --duration-secs 10
+//! ./target/release/plaza-load rooms --rooms 400 --members 50 --rate 0
 //! ```
 //!
 //! Without `--target` every mode starts its own server: the `plaza` executable next to its own,
@@ -42,6 +45,7 @@ mod idle;
 mod probes;
 mod report;
 mod rng;
+mod rooms;
 mod server;
 mod stats;
 mod target;
@@ -74,6 +78,9 @@ enum Cmd {
     Ws(ws::Args),
     /// N idle WebSockets held open; the server's RSS per socket.
     Idle(idle::Args),
+    /// R rooms × M members broadcasting at f Hz over real sockets: deliveries/s, send → receive
+    /// latency, server CPU and RSS; `--rate 0` holds them idle and gives the RSS per member.
+    Rooms(rooms::Args),
 }
 
 fn main() -> ExitCode {
@@ -82,6 +89,7 @@ fn main() -> ExitCode {
         Cmd::Http(args) => http::run(args),
         Cmd::Ws(args) => ws::run(args),
         Cmd::Idle(args) => idle::run(args),
+        Cmd::Rooms(args) => rooms::run(args),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
