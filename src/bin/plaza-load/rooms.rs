@@ -254,12 +254,12 @@ pub fn run(args: Args) -> Result<(), String> {
             let end = start + Duration::from_secs(args.duration_secs);
             let _ = stage_tx.send(Stage::Send { start, end });
             std::thread::sleep(start.saturating_duration_since(Instant::now()));
-            let cpu_start = pid.and_then(cpu_ticks);
+            let cpu_start = (pid.and_then(cpu_ticks), cpu_ticks(std::process::id()), load_average());
             println!("broadcasting for {} s ...", args.duration_secs);
             std::thread::sleep(end.saturating_duration_since(Instant::now()));
-            let cpu_end = pid.and_then(cpu_ticks);
+            let cpu_end = (pid.and_then(cpu_ticks), cpu_ticks(std::process::id()), load_average());
             let rss_end = pid.and_then(rss_kib);
-            window = Some((start, end, cpu_start.zip(cpu_end), rss_end));
+            window = Some((start, end, (cpu_start, cpu_end), rss_end));
         }
         let rss_held = pid.and_then(rss_kib);
         // The drain: until the deliveries stop growing towards what is owed, or the timeout.
@@ -333,13 +333,21 @@ pub fn run(args: Args) -> Result<(), String> {
             quantiles_ms(&tally.hist, &[0.5, 0.95, 0.99]),
             tally.hist.len()
         );
-        match cpu {
-            Some((a, b)) => {
-                let used = (b - a) as f64 / clock_ticks() as f64;
-                println!("  server CPU:       {:.2} s over {secs:.2} s = {:.0}% of one core", used, used / secs * 100.0);
-            }
-            None => println!("  server CPU:       unknown (no server pid)"),
-        }
+        let ((server_a, client_a, load_a), (server_b, client_b, load_b)) = cpu;
+        let share = |a: Option<u64>, b: Option<u64>| {
+            a.zip(b).map(|(a, b)| {
+                let used = b.saturating_sub(a) as f64 / clock_ticks() as f64;
+                format!("{used:.2} s over {secs:.2} s = {:.0}% of one core", used / secs * 100.0)
+            })
+        };
+        println!("  server CPU:       {}", share(server_a, server_b).unwrap_or_else(|| "unknown (no server pid)".into()));
+        println!("  client CPU:       {} (this load tool)", share(client_a, client_b).unwrap_or_else(|| "unknown".into()));
+        println!(
+            "  machine load:     {} at the start of the sending, {} at the end (1-minute load average; {} cores)",
+            load_a.unwrap_or_else(|| "?".into()),
+            load_b.unwrap_or_else(|| "?".into()),
+            std::thread::available_parallelism().map_or(1, |n| n.get())
+        );
         if let (Some(before), Some(after)) = (rss_joined, rss_end) {
             println!("  server RSS:       {} with everyone joined, {} at the end of the sending", kib(before), kib(after));
         }
@@ -532,6 +540,8 @@ async fn member(
     let period = if rate > 0.0 { Duration::from_secs_f64(1.0 / rate) } else { Duration::MAX };
     let room_name = format!("room-{room}");
     let mut sent: u32 = 0;
+    // One timer for the member's whole life, moved to each new wake-up (not one per frame).
+    let mut sleep = pin!(actix_web::rt::time::sleep(HOLD_POLL));
     let ended = loop {
         let now = Instant::now();
         let (next_send, stop) = match *stage.borrow() {
@@ -545,9 +555,16 @@ async fn member(
         if stop {
             break None;
         }
-        let wake = next_send.unwrap_or(now + HOLD_POLL);
-        let slept = pin!(actix_web::rt::time::sleep_until(wake.into()));
-        match future::select(slept, framed.next()).await {
+        let wake = match next_send {
+            Some(due) => due.into(),
+            // Holding: look at the stage again within HOLD_POLL.
+            None if sleep.deadline() <= now.into() => (now + HOLD_POLL).into(),
+            None => sleep.deadline(),
+        };
+        if sleep.deadline() != wake {
+            sleep.as_mut().reset(wake);
+        }
+        match future::select(sleep.as_mut(), framed.next()).await {
             Either::Left(_) => {
                 let Some(due) = next_send else { continue };
                 let t = micros(Instant::now().saturating_duration_since(shared.epoch));
@@ -624,6 +641,11 @@ fn cpu_ticks(pid: u32) -> Option<u64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
     Some(fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?)
+}
+
+/// The 1-minute load average (`/proc/loadavg`): how busy the machine was besides this run.
+fn load_average() -> Option<String> {
+    std::fs::read_to_string("/proc/loadavg").ok()?.split_whitespace().next().map(String::from)
 }
 
 /// Clock ticks per second (`getconf CLK_TCK`; 100 on Linux when it cannot be asked).
