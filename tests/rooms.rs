@@ -197,7 +197,7 @@ async fn two_tabs_are_one_member_until_the_last_one_leaves() {
 }
 
 #[actix_web::test]
-async fn no_ghosts_after_an_abrupt_drop_or_a_silent_client() {
+async fn no_ghosts_after_an_abrupt_drop_a_silent_client_or_a_revoked_session() {
     let srv = server(Config { ws_heartbeat_ms: 50, ws_client_timeout_ms: 300, ..config() });
     let (alice, bob, carol) = (session(&srv, "alice").await, session(&srv, "bob").await, session(&srv, "carol").await);
     let mut a = connect(&srv, &alice).await;
@@ -216,6 +216,15 @@ async fn no_ghosts_after_an_abrupt_drop_or_a_silent_client() {
     assert_eq!(presence_of(&frame(&mut a).await), presence("r", "joined", "carol"));
     assert_eq!(presence_of(&frame(&mut a).await), presence("r", "left", "carol"), "left within the heartbeat timeout");
     drop(c);
+
+    // Its session revoked: the socket is closed, and so the member leaves.
+    let dave = session(&srv, "dave").await;
+    let mut d = connect(&srv, &dave).await;
+    join(&mut d, "r", json!({})).await;
+    assert_eq!(presence_of(&frame(&mut a).await), presence("r", "joined", "dave"));
+    let (status, _) = http(&srv, &dave, "POST", "/api/auth/logout", None).await;
+    assert_eq!(status, 200);
+    assert_eq!(presence_of(&frame(&mut a).await), presence("r", "left", "dave"));
     let (_, room) = http(&srv, &alice, "GET", "/api/rooms/r", None).await;
     assert_eq!(room["members"], json!([{"user_id": "alice", "presence": null}]));
 }
