@@ -1,5 +1,6 @@
 //! `plaza-load`: a load generator for Plaza, one module per mode: `http` (entity API
-//! throughput and latency), `ws` (live fan-out latency), `idle` (memory per idle WebSocket).
+//! throughput and latency), `ws` (live fan-out latency), `idle` (memory per idle WebSocket),
+//! `fairness` (a single writer's latency beside a client flooding the write queue).
 //! Each mode's module documents what it measures and prints.
 //!
 //! Adding a mode: a module with a clap `Args` struct and `run(Args) -> Result<(), String>`,
@@ -19,6 +20,7 @@
 //! ./target/release/plaza-load ws --subscribers 1000 --writes-per-sec 100 --duration-secs 10
 //! ./target/release/plaza-load idle --sockets 10000
 //! ./target/release/plaza-load idle --target http://127.0.0.1:4321 --server-pid "$PID"
+//! ./target/release/plaza-load fairness --flooders 16 --batch-ops 100 --duration-secs 10
 //! ```
 //!
 //! Without `--target` every mode starts its own server: the `plaza` executable next to its own,
@@ -36,6 +38,7 @@
 //! alone.
 
 mod deliveries;
+mod fairness;
 mod fleet;
 mod http;
 mod idle;
@@ -74,6 +77,8 @@ enum Cmd {
     Ws(ws::Args),
     /// N idle WebSockets held open; the server's RSS per socket.
     Idle(idle::Args),
+    /// One client flooding batches beside a single inserter: the single inserter's latency.
+    Fairness(fairness::Args),
 }
 
 fn main() -> ExitCode {
@@ -82,6 +87,7 @@ fn main() -> ExitCode {
         Cmd::Http(args) => http::run(args),
         Cmd::Ws(args) => ws::run(args),
         Cmd::Idle(args) => idle::run(args),
+        Cmd::Fairness(args) => fairness::run(args),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
