@@ -78,7 +78,7 @@ pub fn run(args: Args) -> Result<(), String> {
     check_server(&mut server)?;
 
     println!();
-    println!("{:<8} {:>10} {:>8} {:>11}   {}", "phase", "inserts", "errors", "ok req/s", "single inserter latency");
+    println!("{:<8} {:>10} {:>8} {:>11}   single inserter latency", "phase", "inserts", "errors", "ok req/s");
     for (name, tally) in [("alone", &alone), ("flooded", &flooded)] {
         println!(
             "{:<8} {:>10} {:>8} {:>11.1}   {}",
