@@ -1,6 +1,7 @@
 //! `plaza-load`: a load generator for Plaza, one module per mode: `http` (entity API
 //! throughput and latency), `ws` (live fan-out latency), `idle` (memory per idle WebSocket),
-//! `rooms` (room broadcast fan-out and memory per room member).
+//! `rooms` (room broadcast fan-out and memory per room member), `fairness` (a single
+//! writer's latency beside a client flooding the write queue).
 //! Each mode's module documents what it measures and prints.
 //!
 //! Adding a mode: a module with a clap `Args` struct and `run(Args) -> Result<(), String>`,
@@ -22,6 +23,7 @@
 //! ./target/release/plaza-load idle --target http://127.0.0.1:4321 --server-pid "$PID"
 //! ./target/release/plaza-load rooms --rooms 100 --members 50 --rate 1 --duration-secs 10
 //! ./target/release/plaza-load rooms --rooms 400 --members 50 --rate 0
+//! ./target/release/plaza-load fairness --flooders 16 --batch-ops 100 --duration-secs 10
 //! ```
 //!
 //! Without `--target` every mode starts its own server: the `plaza` executable next to its own,
@@ -39,6 +41,7 @@
 //! alone.
 
 mod deliveries;
+mod fairness;
 mod fleet;
 mod http;
 mod idle;
@@ -81,6 +84,8 @@ enum Cmd {
     /// R rooms × M members broadcasting at f Hz over real sockets: deliveries/s, send → receive
     /// latency, server CPU and RSS; `--rate 0` holds them idle and gives the RSS per member.
     Rooms(rooms::Args),
+    /// One client flooding batches beside a single inserter: the single inserter's latency.
+    Fairness(fairness::Args),
 }
 
 fn main() -> ExitCode {
@@ -90,6 +95,7 @@ fn main() -> ExitCode {
         Cmd::Ws(args) => ws::run(args),
         Cmd::Idle(args) => idle::run(args),
         Cmd::Rooms(args) => rooms::run(args),
+        Cmd::Fairness(args) => fairness::run(args),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
