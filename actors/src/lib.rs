@@ -4,6 +4,7 @@ pub mod changelog;
 pub mod error;
 pub mod model;
 pub mod sessions;
+pub mod shards;
 pub mod store;
 pub mod streams;
 
@@ -30,10 +31,11 @@ pub struct Subsystems {
     pub sessions: Addr<SessionStore>,
     pub streams: Addr<streams::Streams>,
     pub readers: Addr<store::reader::ReadWorker>,
+    pub shards: shards::ShardRegistry,
 }
 
 /// Settings of the subsystems beyond storage.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Settings {
     pub default_policy: model::policy::DefaultPolicy,
     pub session_ttl: std::time::Duration,
@@ -41,6 +43,11 @@ pub struct Settings {
     pub read_threads: usize,
     /// Open WebSocket + SSE streams allowed per client IP.
     pub streams_per_ip: usize,
+    /// Simulation kinds shards may run (built-ins plus the embedding app's own).
+    pub simulations: shards::SimulationKinds,
+    pub shard_limits: shards::ShardLimits,
+    /// Receives the shards' tick, input and crash figures (metrics).
+    pub shard_observer: Arc<dyn shards::ShardObserver>,
 }
 
 /// Opens and migrates the store, then starts the actors. Must run inside an actix `System`.
@@ -62,5 +69,14 @@ pub fn start(options: StoreOptions, manifest: AppManifest, settings: Settings) -
     let read_threads = settings.read_threads.max(1);
     let worker_reader = opened.reader.clone();
     let readers = SyncArbiter::start(read_threads, move || store::reader::ReadWorker::new(worker_reader.clone()));
-    Ok(Subsystems { manifest, policies, reader: opened.reader, writer, changelog, sessions, streams, readers })
+    shards::check_manifest(&manifest, &settings.simulations, settings.shard_limits.max_tick_hz)?;
+    let shards = shards::ShardRegistry::new(
+        settings.simulations,
+        settings.shard_limits,
+        settings.shard_observer,
+        writer.clone(),
+        readers.clone(),
+    );
+    shards.start_manifest(&manifest)?;
+    Ok(Subsystems { manifest, policies, reader: opened.reader, writer, changelog, sessions, streams, readers, shards })
 }

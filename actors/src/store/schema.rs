@@ -22,6 +22,10 @@ CREATE TABLE IF NOT EXISTS _plaza_sessions (
 -- Sync push dedup: the first result of each (caller, op_id), bounded by PLAZA_OP_RETAIN.
 CREATE TABLE IF NOT EXISTS _plaza_ops (
     seq INTEGER PRIMARY KEY AUTOINCREMENT, op_key TEXT NOT NULL UNIQUE, result TEXT NOT NULL);
+-- The last snapshot of each persisting shard, saved when it stops (and on drain).
+CREATE TABLE IF NOT EXISTS _plaza_shards (
+    name TEXT PRIMARY KEY, sim TEXT NOT NULL, tick INTEGER NOT NULL, snapshot TEXT NOT NULL,
+    saved_at INTEGER NOT NULL);
 ";
 
 /// Brings the database up to the manifest in one transaction.
