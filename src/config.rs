@@ -35,6 +35,14 @@ pub const DEFAULT_OP_RETAIN: i64 = 100_000;
 pub const DEFAULT_BULK_MAX_OPS_SESSION: usize = 100;
 /// Ops one batch, transact or import chunk may carry for the admin.
 pub const MAX_BULK_OPS: usize = 10_000;
+/// Shard limits (named in `plaza_actors::shards`, where the shards enforce them).
+pub use plaza_actors::shards::{
+    DEFAULT_INPUTS_PER_SEC as DEFAULT_SHARD_INPUTS_PER_SEC, DEFAULT_INPUT_MAX_BYTES as DEFAULT_SHARD_INPUT_MAX_BYTES,
+    DEFAULT_MAX_PLAYERS as DEFAULT_SHARD_MAX_PLAYERS, DEFAULT_MAX_SHARDS as DEFAULT_SHARD_MAX,
+    DEFAULT_MAX_SUBSCRIBERS as DEFAULT_SHARD_MAX_SUBSCRIBERS, MAX_TICK_HZ as DEFAULT_SHARD_MAX_TICK_HZ,
+};
+/// A shard player with no subscription leaves after this much silence.
+pub const DEFAULT_SHARD_PLAYER_IDLE_SECS: u64 = 60;
 
 #[derive(Debug, Parser)]
 #[command(name = "plaza", version, about = "Plaza: a realtime backend in one binary (HTTP + WebSocket on SQLite)")]
@@ -155,6 +163,30 @@ pub struct ServeArgs {
     /// Operations one batch or transact may carry for a session (admin: 10000). [default: 100]
     #[arg(long, env = "PLAZA_BULK_MAX_OPS_SESSION", global = true)]
     pub bulk_max_ops_session: Option<usize>,
+    /// Shards running at once in this process. [default: 1000]
+    #[arg(long, env = "PLAZA_SHARD_MAX", global = true)]
+    pub shard_max: Option<usize>,
+    /// Players in one shard. [default: 100]
+    #[arg(long, env = "PLAZA_SHARD_MAX_PLAYERS", global = true)]
+    pub shard_max_players: Option<usize>,
+    /// Live subscribers (WebSocket or SSE) of one shard. [default: 1000]
+    #[arg(long, env = "PLAZA_SHARD_MAX_SUBSCRIBERS", global = true)]
+    pub shard_max_subscribers: Option<usize>,
+    /// Largest shard input, as JSON, in bytes. [default: 4096]
+    #[arg(long, env = "PLAZA_SHARD_INPUT_MAX_BYTES", global = true)]
+    pub shard_input_max_bytes: Option<usize>,
+    /// Inputs per second one player may send to one shard (burst: one second's worth). [default: 60]
+    #[arg(long, env = "PLAZA_SHARD_INPUTS_PER_SEC", global = true)]
+    pub shard_inputs_per_sec: Option<u32>,
+    /// Fastest tick a shard may ask for, 1 to 120. [default: 120]
+    #[arg(long, env = "PLAZA_SHARD_MAX_TICK_HZ", global = true)]
+    pub shard_max_tick_hz: Option<u32>,
+    /// Threads (arbiters) that run shards, apart from the ones serving sockets. [default: one per core]
+    #[arg(long, env = "PLAZA_SHARD_THREADS", global = true)]
+    pub shard_threads: Option<usize>,
+    /// Seconds after which a shard player with no subscription that sent nothing leaves. [default: 60]
+    #[arg(long, env = "PLAZA_SHARD_PLAYER_IDLE_SECS", global = true)]
+    pub shard_player_idle_secs: Option<u64>,
 }
 
 fn parse_bool(s: &str) -> Result<bool, String> {
@@ -199,6 +231,14 @@ pub struct Config {
     pub ws_replay_max: usize,
     pub op_retain: i64,
     pub bulk_max_ops_session: usize,
+    pub shard_max: usize,
+    pub shard_max_players: usize,
+    pub shard_max_subscribers: usize,
+    pub shard_input_max_bytes: usize,
+    pub shard_inputs_per_sec: u32,
+    pub shard_max_tick_hz: u32,
+    pub shard_threads: Option<usize>,
+    pub shard_player_idle_secs: u64,
 }
 
 impl Default for Config {
@@ -234,6 +274,14 @@ impl Default for Config {
             ws_replay_max: DEFAULT_WS_REPLAY_MAX,
             op_retain: DEFAULT_OP_RETAIN,
             bulk_max_ops_session: DEFAULT_BULK_MAX_OPS_SESSION,
+            shard_max: DEFAULT_SHARD_MAX,
+            shard_max_players: DEFAULT_SHARD_MAX_PLAYERS,
+            shard_max_subscribers: DEFAULT_SHARD_MAX_SUBSCRIBERS,
+            shard_input_max_bytes: DEFAULT_SHARD_INPUT_MAX_BYTES,
+            shard_inputs_per_sec: DEFAULT_SHARD_INPUTS_PER_SEC,
+            shard_max_tick_hz: DEFAULT_SHARD_MAX_TICK_HZ,
+            shard_threads: None,
+            shard_player_idle_secs: DEFAULT_SHARD_PLAYER_IDLE_SECS,
         }
     }
 }
@@ -265,6 +313,13 @@ impl Config {
                ws_heartbeat_ms <- ws_heartbeat_ms, ws_client_timeout_ms <- ws_client_timeout_ms,
                ws_replay_max <- ws_replay_max, op_retain <- op_retain,
                bulk_max_ops_session <- bulk_max_ops_session);
+        layer!(shard_max <- shard_max, shard_max_players <- shard_max_players,
+               shard_max_subscribers <- shard_max_subscribers, shard_input_max_bytes <- shard_input_max_bytes,
+               shard_inputs_per_sec <- shard_inputs_per_sec, shard_max_tick_hz <- shard_max_tick_hz,
+               shard_player_idle_secs <- shard_player_idle_secs);
+        if args.shard_threads.is_some() {
+            c.shard_threads = args.shard_threads;
+        }
         if args.magic_webhook.is_some() {
             c.magic_webhook = args.magic_webhook.clone().filter(|u| !u.is_empty());
         }
@@ -304,6 +359,12 @@ impl Config {
         if self.session_ttl_secs == 0 {
             return Err("PLAZA_SESSION_TTL must be at least 1 second".into());
         }
+        if self.shard_max_tick_hz == 0 || self.shard_max_tick_hz > plaza_actors::shards::MAX_TICK_HZ {
+            return Err(format!("PLAZA_SHARD_MAX_TICK_HZ must be between 1 and {}", plaza_actors::shards::MAX_TICK_HZ));
+        }
+        if self.shard_inputs_per_sec == 0 || self.shard_threads == Some(0) {
+            return Err("PLAZA_SHARD_INPUTS_PER_SEC and PLAZA_SHARD_THREADS must be at least 1".into());
+        }
         if !matches!(self.durability.as_str(), "normal" | "full") {
             return Err(format!("PLAZA_DURABILITY must be 'normal' or 'full', got '{}'", self.durability));
         }
@@ -320,6 +381,21 @@ impl Config {
     /// serves more than two (61k vs 51k gets/s, 30k vs 25k inserts/s).
     pub fn http_workers(&self) -> usize {
         self.workers.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get() / 2)).max(1)
+    }
+
+    /// The shard limits the shards enforce.
+    pub fn shard_limits(&self) -> plaza_actors::shards::ShardLimits {
+        plaza_actors::shards::ShardLimits {
+            max_shards: self.shard_max,
+            max_players: self.shard_max_players,
+            max_subscribers: self.shard_max_subscribers,
+            input_max_bytes: self.shard_input_max_bytes,
+            inputs_per_sec: self.shard_inputs_per_sec,
+            max_tick_hz: self.shard_max_tick_hz,
+            player_idle: std::time::Duration::from_secs(self.shard_player_idle_secs),
+            threads: self.shard_threads.unwrap_or(0),
+            ..Default::default()
+        }
     }
 
     /// A config for tests: in-memory, dev mode off, no rate limit unless a test sets one.

@@ -53,11 +53,15 @@ fn fail(message: &str) -> ExitCode {
 fn check(config: &Config) -> Result<(), String> {
     let manifest = plaza::load_manifest(config).map_err(|e| e.to_string())?;
     plaza_actors::model::check(&manifest).map_err(|e| format!("manifest {}: {e}", config.manifest.display()))?;
+    let kinds = plaza_actors::shards::SimulationKinds::default();
+    plaza_actors::shards::check_manifest(&manifest, &kinds, config.shard_max_tick_hz)
+        .map_err(|e| format!("manifest {}: {e}", config.manifest.display()))?;
     println!(
-        "{}: ok ({} entities, {} policies)",
+        "{}: ok ({} entities, {} policies, {} shards)",
         config.manifest.display(),
         manifest.entities.len(),
-        manifest.policies.len()
+        manifest.policies.len(),
+        manifest.shards.len()
     );
     Ok(())
 }
@@ -91,6 +95,11 @@ async fn serve(config: Config) -> Result<(), String> {
         tracing::info!(drain_secs = config.drain_secs, "shutting down: draining in-flight requests");
         state.begin_drain();
         let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
+        // Persisting shards save their last snapshot while the Writer still runs.
+        let drain = Duration::from_secs(config.drain_secs);
+        if actix_web::rt::time::timeout(drain, state.stop_shards()).await.is_err() {
+            tracing::error!("shards did not all stop within the drain time");
+        }
         handle.stop(true).await;
     });
     server.await.map_err(|e| e.to_string())?;

@@ -6,6 +6,7 @@ pub mod auth;
 pub mod entities;
 pub mod events;
 pub mod ops;
+pub mod shards;
 pub mod sync;
 
 use actix_web::{web, HttpRequest};
@@ -39,6 +40,12 @@ pub const API_ROUTES: &[(&str, &str, &str, &str)] = &[
     ("post", "/api/auth/magic/verify", "Exchange a code for a session", "auth"),
     ("get", "/api/auth/me", "The caller", "auth"),
     ("post", "/api/auth/logout", "Revoke the session", "auth"),
+    ("get", "/api/shards", "Running shards: name, sim, tick_hz, tick, players, subscribers", "shards"),
+    ("post", "/api/shards", "Start a shard {name, sim, tick_hz?, config?, persist?} (admin)", "shards"),
+    ("get", "/api/shards/{id}", "A shard's last snapshot and tick", "shards"),
+    ("delete", "/api/shards/{id}", "Stop a shard; a persisting one saves its snapshot (admin)", "shards"),
+    ("post", "/api/shards/{id}/input", "Queue an input for the next tick as the session's user", "shards"),
+    ("get", "/api/shards/{id}/connect", "Server-Sent Events: a shard's snapshots", "shards"),
 ];
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
@@ -48,6 +55,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     auth::routes(cfg);
     sync::routes(cfg);
     events::routes(cfg);
+    shards::routes(cfg);
 }
 
 pub async fn route_not_found(req: HttpRequest) -> ApiResult {

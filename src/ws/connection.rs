@@ -16,11 +16,12 @@ use crate::live::{self, Backlogged, Closing, Frame, Sink, StreamCore};
 pub struct Connection {
     core: StreamCore,
     last_seen: Instant,
+    shards: live::shards::ShardSubs,
 }
 
 impl Connection {
     pub fn new(core: StreamCore) -> Self {
-        Connection { core, last_seen: Instant::now() }
+        Connection { core, last_seen: Instant::now(), shards: Default::default() }
     }
 
     fn error(&mut self, ctx: &mut WebsocketContext<Self>, code: &str, message: impl std::fmt::Display, reference: Option<&str>) {
@@ -52,10 +53,29 @@ impl Connection {
                 Ok(id) => self.error(ctx, "NOT_FOUND", "no such subscription", Some(&id)),
                 Err(e) => self.api_error(ctx, e.into(), None),
             },
-            "join" | "leave" | "broadcast" | "presence" | "shard_subscribe" | "shard_input" | "pubsub_subscribe" => {
+            "shard_subscribe" | "shard_unsubscribe" | "shard_input" => {
+                let kind = kind.to_owned();
+                self.on_shard_frame(&kind, frame, ctx)
+            }
+            "join" | "leave" | "broadcast" | "presence" | "pubsub_subscribe" => {
                 self.error(ctx, "NOT_IMPLEMENTED", format!("'{kind}' is not available on this server yet"), None)
             }
             _ => self.error(ctx, "BAD_FRAME", format!("unknown frame type '{kind}'"), None),
+        }
+    }
+
+    fn on_shard_frame(&mut self, kind: &str, mut frame: Value, ctx: &mut WebsocketContext<Self>) {
+        let shard = match live::shards::shard_name(&frame) {
+            Ok(s) => s.to_string(),
+            Err(e) => return self.api_error(ctx, e.into(), None),
+        };
+        match kind {
+            "shard_subscribe" => live::shards::subscribe(self, ctx, &shard),
+            "shard_unsubscribe" => live::shards::unsubscribe(self, ctx, &shard),
+            _ => match frame.get_mut("input").map(Value::take) {
+                Some(input) if !input.is_null() => live::shards::input(self, ctx, &shard, input),
+                _ => self.api_error(ctx, PlazaError::Validation("\"input\" is required".into()).into(), Some(&shard)),
+            },
         }
     }
 
@@ -103,6 +123,12 @@ impl Sink for Connection {
 
 crate::stream_handlers!(Connection);
 
+impl live::shards::ShardStream for Connection {
+    fn shard_subs(&mut self) -> &mut live::shards::ShardSubs {
+        &mut self.shards
+    }
+}
+
 impl Actor for Connection {
     type Context = WebsocketContext<Self>;
 
@@ -124,6 +150,7 @@ impl Actor for Connection {
 
     fn stopped(&mut self, _: &mut Self::Context) {
         live::stopped(&self.core);
+        live::shards::stopped(self);
     }
 }
 
