@@ -79,7 +79,7 @@ async fn input(Member(auth): Member, state: web::Data<AppState>, id: web::Path<S
     };
     let input = body.get_mut("input").map(Value::take).filter(|v| !v.is_null());
     let input = input.ok_or_else(|| PlazaError::Validation("expected {\"input\": ...}".into()))?;
-    let tick = state.plaza.shards.input(&id, player.into(), input).await?;
+    let tick = state.plaza.shards.input(&id, player.into(), input)?.await??;
     Ok(HttpResponse::Ok().json(json!({"queued": true, "tick": tick})))
 }
 

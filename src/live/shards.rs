@@ -186,14 +186,13 @@ where
             return error_frame(act, ctx, e, shard);
         }
     };
-    let shards = core.state.plaza.shards.clone();
-    let name = shard.to_string();
-    let queued = async move {
-        let outcome = shards.input(&name, player, input).await;
-        (name, outcome)
+    let queued = match core.state.plaza.shards.input(shard, player, input) {
+        Ok(queued) => queued,
+        Err(e) => return error_frame(act, ctx, e, shard),
     };
-    ctx.spawn(queued.into_actor(act).map(|(name, outcome), act, ctx| {
-        if let Err(e) = outcome {
+    let name = shard.to_string();
+    ctx.spawn(queued.into_actor(act).map(move |outcome, act, ctx| {
+        if let Err(e) = outcome.map_err(PlazaError::from).and_then(|r| r) {
             error_frame(act, ctx, e, &name);
         }
     }));

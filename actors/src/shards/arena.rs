@@ -192,6 +192,10 @@ impl Simulation for Arena {
         Ok(state)
     }
 
+    fn players(&self, state: &ArenaState) -> Vec<String> {
+        state.players.keys().cloned().collect()
+    }
+
     fn join(&self, state: &mut ArenaState, player: &str) {
         state.join(player);
     }

@@ -200,17 +200,17 @@ impl ShardRegistry {
         infos
     }
 
-    /// Queues `player`'s input for the shard's next tick; answers that tick. Refused: too
+    /// Queues `player`'s input for the shard's next tick; the request (already in the shard's
+    /// mailbox, so inputs from one sender keep their order) answers that tick. Refused: too
     /// large (400 `VALIDATION`), over the player's rate (429), a full shard (409 `SHARD_FULL`).
-    pub async fn input(&self, name: &str, player: Arc<str>, input: Value) -> Result<u64> {
+    pub fn input(&self, name: &str, player: Arc<str>, input: Value) -> Result<Request<Shard, Input>> {
         let max = self.inner.limits.input_max_bytes;
         let mut size = ByteCount(0);
         serde_json::to_writer(&mut size, &input).map_err(|e| PlazaError::Validation(e.to_string()))?;
         if size.0 > max {
             return Err(PlazaError::Validation(format!("a shard input is limited to {max} bytes of JSON")));
         }
-        let addr = self.find(name)?;
-        addr.send(Input { player, input }).await?
+        Ok(self.find(name)?.send(Input { player, input }))
     }
 }
 

@@ -438,6 +438,12 @@ impl Shard {
                 return Err(PlazaError::Validation(format!("shard '{}': the simulation panicked in snapshot: {panic}", self.name)));
             }
         };
+        // Players of a resumed state are known from the start (and leave when idle).
+        let now = Instant::now();
+        let tokens = f64::from(self.limits.inputs_per_sec);
+        for player in guarded(|| instance.players()).unwrap_or_default().into_iter().take(self.limits.max_players) {
+            self.players.insert(player.into(), PlayerSlot { streams: 0, tokens, refilled: now, last_active: now });
+        }
         self.instance = Some(instance);
         self.tick = tick;
         let key = self.snapshot_frame(tick, &state);

@@ -32,6 +32,13 @@ pub trait Simulation: Send + Sync + 'static {
         let _ = (state, player);
     }
 
+    /// The players in a state (after `restore`), so Plaza counts them and lets them leave when
+    /// idle. The default: none.
+    fn players(&self, state: &Self::State) -> Vec<String> {
+        let _ = state;
+        Vec::new()
+    }
+
     /// A player leaves: its last subscription ended, or it went idle.
     fn leave(&self, state: &mut Self::State, player: &str) {
         let _ = (state, player);
@@ -65,6 +72,7 @@ pub trait Simulation: Send + Sync + 'static {
 
 /// One running simulation with its state, as the Shard actor sees it.
 pub trait Instance: Send {
+    fn players(&self) -> Vec<String>;
     fn join(&mut self, player: &str);
     fn leave(&mut self, player: &str);
     fn check_input(&self, input: &Value) -> Result<(), String>;
@@ -100,6 +108,9 @@ impl<S: Simulation> SimulationKind for Kind<S> {
 }
 
 impl<S: Simulation> Instance for Running<S> {
+    fn players(&self) -> Vec<String> {
+        self.sim.players(&self.state)
+    }
     fn join(&mut self, player: &str) {
         self.sim.join(&mut self.state, player)
     }
