@@ -43,7 +43,8 @@ pub struct AppState {
     pub started: Instant,
     /// Set on SIGTERM: `/ready` answers 503 while in-flight work finishes.
     pub draining: AtomicBool,
-    rate_limit: middleware::rate_limit::Limiter,
+    /// The request and session-creation limiters (tests read how many keys they hold).
+    pub rate_limit: middleware::rate_limit::Limiters,
     /// Keeps the `--in-memory` scratch database alive exactly as long as the app.
     _scratch: Option<tempfile::TempDir>,
 }
@@ -154,7 +155,8 @@ pub fn build_state_with_simulations(
     };
     let plaza = plaza_actors::start(options, manifest, settings)
         .map_err(|source| StartError::Store { path: path.display().to_string(), source })?;
-    let rate_limit = middleware::rate_limit::limiter(&config).map_err(StartError::Other)?;
+    let rate_limit = middleware::rate_limit::limiters(&config).map_err(StartError::Other)?;
+    rate_limit.prune_periodically();
     Ok(web::Data::new(AppState {
         config,
         plaza,
@@ -200,11 +202,13 @@ pub fn configure(state: web::Data<AppState>) -> impl FnOnce(&mut web::ServiceCon
         if let Some(origin) = default_allow_origin(&state.config) {
             headers = headers.add(("Access-Control-Allow-Origin", origin));
         }
-        let limiter = &state.rate_limit;
+        let (requests, sessions) = (&state.rate_limit.requests, &state.rate_limit.sessions);
         // `wrap` order: the last one runs first.
         let scope = web::scope("")
             .wrap(from_fn(middleware::csrf::check))
-            .wrap(Condition::new(limiter.enabled, Governor::new(&limiter.config)))
+            .wrap(Condition::new(sessions.enabled, Governor::new(&sessions.config)))
+            .wrap(Condition::new(requests.enabled, Governor::new(&requests.config)))
+            .wrap(from_fn(middleware::caller::identify))
             .wrap(cors(&state.config))
             .wrap(headers)
             .wrap(from_fn(middleware::request_log::record))

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use actix::prelude::*;
 use actix_web::web::Bytes;
-use actix_web::{web, HttpRequest, HttpResponse};
+use actix_web::{web, FromRequest, HttpRequest, HttpResponse};
 use plaza_actors::shards::shard::{Snapshot, Subscribe};
 use plaza_actors::shards::{Published, Shard};
 use plaza_actors::PlazaError;
@@ -18,7 +18,8 @@ use tokio::sync::{mpsc, watch};
 use super::events::KEEPALIVE_INTERVAL;
 use super::resource;
 use crate::error::ApiResult;
-use crate::extract::{credential, Admin, Auth, JsonBody, Member};
+use crate::extract::{Admin, Auth, JsonBody, Member};
+use crate::middleware::caller::caller_ip;
 use crate::live::shards::{self as live_shards, ShardStream, ShardSubs};
 use crate::live::{self, Backlogged, Closing, Frame, Sink, StreamCore, StreamSlot};
 use crate::AppState;
@@ -91,10 +92,13 @@ async fn connect(req: HttpRequest, state: web::Data<AppState>, id: web::Path<Str
     if state.is_draining() {
         return Err(PlazaError::Unavailable("server is draining; reconnect shortly".into()).into());
     }
-    let auth = Auth::resolve(&state, query.get("token").cloned().or_else(|| credential(&req))).await?;
+    let auth = match query.get("token") {
+        Some(token) => Auth::resolve(&state, Some(token.clone())).await?,
+        None => Auth::extract(&req).await?,
+    };
     let player = live_shards::player(&auth.ctx)?;
     let addr = state.plaza.shards.find(&id)?;
-    let slot = StreamSlot::reserve(&state, req.peer_addr().map(|a| a.ip()), &auth.ctx).await?;
+    let slot = StreamSlot::reserve(&state, caller_ip(&req), &auth.ctx).await?;
     let updates = addr.send(Subscribe { subscriber: slot.id(), player }).await??;
     let (tx, rx) = mpsc::channel(state.config.ws_outbound_max + 1);
     let core = StreamCore::new(state.clone(), auth.ctx, slot);
