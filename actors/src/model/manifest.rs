@@ -12,7 +12,7 @@ use crate::error::{PlazaError, Result};
 /// Columns every row has; not declarable as fields.
 pub const SYSTEM_FIELDS: [&str; 3] = ["id", "createdAt", "updatedAt"];
 
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AppManifest {
     #[serde(default = "default_manifest_version")]
@@ -36,6 +36,22 @@ pub struct AppManifest {
 
 fn default_manifest_version() -> u32 {
     1
+}
+
+/// The empty app (no manifest file): version 1, like a parsed `{}`.
+impl Default for AppManifest {
+    fn default() -> Self {
+        AppManifest {
+            manifest_version: default_manifest_version(),
+            name: String::new(),
+            version: String::new(),
+            entities: Vec::new(),
+            policies: Vec::new(),
+            rooms: None,
+            shards: Vec::new(),
+            jobs: None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -334,6 +350,11 @@ mod tests {
         assert!(err.contains("system field"), "{err}");
         assert!(err.contains("id(Nope)"), "{err}");
         assert!(err.contains("'missing'"), "{err}");
+    }
+
+    #[test]
+    fn the_empty_app_is_valid() {
+        AppManifest::default().validate().unwrap();
     }
 
     #[test]
