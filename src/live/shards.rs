@@ -29,7 +29,7 @@ pub struct ShardSubs {
 }
 
 struct Watching {
-    shard: Option<Addr<Shard>>,
+    shard: Addr<Shard>,
     generation: u64,
     handle: Option<SpawnHandle>,
     /// The last tick this stream received.
@@ -82,7 +82,7 @@ where
     subs.generation += 1;
     let generation = subs.generation;
     let name: Arc<str> = shard.into();
-    subs.subs.insert(name.clone(), Watching { shard: Some(addr.clone()), generation, handle: None, last: None });
+    subs.subs.insert(name.clone(), Watching { shard: addr.clone(), generation, handle: None, last: None });
     let reply = addr.send(Subscribe { subscriber, player });
     ctx.spawn(reply.into_actor(act).map(move |reply, act, ctx| {
         let current = act.shard_subs().subs.get(&name).is_some_and(|w| w.generation == generation);
@@ -118,7 +118,7 @@ where
     let handle = ctx.spawn(actix::fut::wrap_stream(ticks).map(move |p, act: &mut A, ctx: &mut A::Context| deliver(act, ctx, &key, &p)).finish());
     let subs = act.shard_subs();
     let generation = subs.subs.get(&name).map_or_else(|| { subs.generation += 1; subs.generation }, |w| w.generation);
-    subs.subs.insert(name, Watching { shard: Some(addr), generation, handle: Some(handle), last: None });
+    subs.subs.insert(name, Watching { shard: addr, generation, handle: Some(handle), last: None });
 }
 
 /// Writes what brings this subscriber from its last tick to the published one; a full queue
@@ -162,9 +162,7 @@ where
             if let Some(h) = w.handle {
                 ctx.cancel_future(h);
             }
-            if let Some(addr) = w.shard {
-                addr.do_send(Unsubscribe { subscriber });
-            }
+            w.shard.do_send(Unsubscribe { subscriber });
             super::send(act, ctx, Frame::json("shard_unsubscribed", &json!({"type": "shard_unsubscribed", "shard": shard})));
         }
         None => error_frame(act, ctx, PlazaError::NotFound(format!("not subscribed to shard '{shard}'")), shard),
@@ -202,9 +200,7 @@ where
 pub fn stopped<A: ShardStream>(act: &mut A) {
     let subscriber = act.core().id();
     for (_, w) in act.shard_subs().subs.drain() {
-        if let Some(addr) = w.shard {
-            addr.do_send(Unsubscribe { subscriber });
-        }
+        w.shard.do_send(Unsubscribe { subscriber });
     }
 }
 

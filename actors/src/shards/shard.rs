@@ -311,7 +311,7 @@ impl Shard {
                 tracing::warn!(shard = %self.name, tick, took_ms = took.as_secs_f64() * 1e3, budget_ms = self.dt * 1e3, "tick overran its budget");
             }
         }
-        if tick % u64::from(self.spec.tick_hz) == 0 {
+        if tick.is_multiple_of(u64::from(self.spec.tick_hz)) {
             self.sweep_idle_players(ctx);
         }
         self.schedule_next(ctx);
