@@ -1,5 +1,6 @@
 //! `plaza-load`: a load generator for Plaza, one module per mode: `http` (entity API
-//! throughput and latency), `ws` (live fan-out latency), `idle` (memory per idle WebSocket).
+//! throughput and latency), `ws` (live fan-out latency), `idle` (memory per idle WebSocket),
+//! `shards` (tick lateness and snapshot delivery of many shards).
 //! Each mode's module documents what it measures and prints.
 //!
 //! Adding a mode: a module with a clap `Args` struct and `run(Args) -> Result<(), String>`,
@@ -18,6 +19,7 @@
 //! ./target/release/plaza-load http --target http://127.0.0.1:4321 --admin-token "$TOKEN"
 //! ./target/release/plaza-load ws --subscribers 1000 --writes-per-sec 100 --duration-secs 10
 //! ./target/release/plaza-load idle --sockets 10000
+//! ./target/release/plaza-load shards --shards 100 --hz 30 --players 10 --duration-secs 10
 //! ./target/release/plaza-load idle --target http://127.0.0.1:4321 --server-pid "$PID"
 //! ```
 //!
@@ -43,6 +45,7 @@ mod probes;
 mod report;
 mod rng;
 mod server;
+mod shards;
 mod stats;
 mod target;
 mod ws;
@@ -60,7 +63,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "plaza-load", about = "Load generator for Plaza: HTTP entity API, WebSocket fan-out, idle sockets")]
+#[command(name = "plaza-load", about = "Load generator for Plaza: HTTP entity API, WebSocket fan-out, idle sockets, shards")]
 struct Cli {
     #[command(subcommand)]
     command: Cmd,
@@ -74,6 +77,8 @@ enum Cmd {
     Ws(ws::Args),
     /// N idle WebSockets held open; the server's RSS per socket.
     Idle(idle::Args),
+    /// S arena shards at H Hz with P players each (WS, inputs): tick lateness, snapshots/s, CPU.
+    Shards(shards::Args),
 }
 
 fn main() -> ExitCode {
@@ -82,6 +87,7 @@ fn main() -> ExitCode {
         Cmd::Http(args) => http::run(args),
         Cmd::Ws(args) => ws::run(args),
         Cmd::Idle(args) => idle::run(args),
+        Cmd::Shards(args) => shards::run(args),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
