@@ -11,7 +11,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use actix::prelude::*;
-use plaza_actors::shards::shard::{Subscribe, Unsubscribe};
+use actix::dev::ToEnvelope;
+use plaza_actors::shards::shard::{InputRefused, Subscribe, Unsubscribe};
 use plaza_actors::shards::{Ended, Published, Shard};
 use plaza_actors::PlazaError;
 use serde_json::{json, Value};
@@ -169,12 +170,13 @@ where
     }
 }
 
-/// `shard_input`: queued for the shard's next tick, as the session's user. Only refusals are
-/// answered (error frame with `ref` = the shard).
+/// `shard_input`: queued for the shard's next tick, as the session's user, without waiting
+/// for the shard. Only refusals are answered (error frame with `ref` = the shard), through
+/// [`InputRefused`].
 pub fn input<A>(act: &mut A, ctx: &mut A::Context, shard: &str, input: Value)
 where
-    A: ShardStream,
-    A::Context: AsyncContext<A>,
+    A: ShardStream + Handler<InputRefused>,
+    A::Context: AsyncContext<A> + ToEnvelope<A, InputRefused>,
 {
     let core = act.core();
     let player = match &core.auth.user_id {
@@ -184,16 +186,14 @@ where
             return error_frame(act, ctx, e, shard);
         }
     };
-    let queued = match core.state.plaza.shards.input(shard, player, input) {
-        Ok(queued) => queued,
-        Err(e) => return error_frame(act, ctx, e, shard),
-    };
-    let name = shard.to_string();
-    ctx.spawn(queued.into_actor(act).map(move |outcome, act, ctx| {
-        if let Err(e) = outcome.map_err(PlazaError::from).and_then(|r| r) {
-            error_frame(act, ctx, e, &name);
-        }
-    }));
+    if let Err(e) = core.state.plaza.shards.input_nowait(shard, player, input, ctx.address().recipient()) {
+        error_frame(act, ctx, e, shard);
+    }
+}
+
+/// A refused input's error frame.
+pub fn refused<A: Sink>(act: &mut A, ctx: &mut A::Context, msg: InputRefused) {
+    error_frame(act, ctx, msg.error, &msg.shard);
 }
 
 /// The stream closed: its shards forget it (its players leave with their last subscription).

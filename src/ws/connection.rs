@@ -123,6 +123,13 @@ impl Sink for Connection {
 
 crate::stream_handlers!(Connection);
 
+impl Handler<plaza_actors::shards::shard::InputRefused> for Connection {
+    type Result = ();
+    fn handle(&mut self, msg: plaza_actors::shards::shard::InputRefused, ctx: &mut Self::Context) {
+        live::shards::refused(self, ctx, msg);
+    }
+}
+
 impl live::shards::ShardStream for Connection {
     fn shard_subs(&mut self) -> &mut live::shards::ShardSubs {
         &mut self.shards

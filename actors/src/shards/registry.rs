@@ -13,7 +13,7 @@ use dashmap::mapref::entry::Entry;
 use dashmap::DashMap;
 use serde_json::Value;
 
-use super::shard::{Boot, Info, Input, Shard, ShardInfo, Stop};
+use super::shard::{Boot, Info, Input, InputRefused, Shard, ShardInfo, Stop};
 use super::{load_snapshot, ShardLimits, ShardObserver, ShardSpec, SimulationKinds, DEFAULT_TICK_HZ};
 use crate::error::{PlazaError, Result};
 use crate::model::manifest::{is_shard_name, AppManifest, MAX_SHARD_NAME_LEN};
@@ -200,17 +200,29 @@ impl ShardRegistry {
         infos
     }
 
+    /// Checks an input for `player` and the shard it goes to. Refused: too large (400
+    /// `VALIDATION`), no such shard (404).
+    fn input_to(&self, name: &str, input: &Value) -> Result<Addr<Shard>> {
+        let max = self.inner.limits.input_max_bytes;
+        let mut size = ByteCount(0);
+        serde_json::to_writer(&mut size, input).map_err(|e| PlazaError::Validation(e.to_string()))?;
+        if size.0 > max {
+            return Err(PlazaError::Validation(format!("a shard input is limited to {max} bytes of JSON")));
+        }
+        self.find(name)
+    }
+
     /// Queues `player`'s input for the shard's next tick; the request (already in the shard's
     /// mailbox, so inputs from one sender keep their order) answers that tick. Refused: too
     /// large (400 `VALIDATION`), over the player's rate (429), a full shard (409 `SHARD_FULL`).
     pub fn input(&self, name: &str, player: Arc<str>, input: Value) -> Result<Request<Shard, Input>> {
-        let max = self.inner.limits.input_max_bytes;
-        let mut size = ByteCount(0);
-        serde_json::to_writer(&mut size, &input).map_err(|e| PlazaError::Validation(e.to_string()))?;
-        if size.0 > max {
-            return Err(PlazaError::Validation(format!("a shard input is limited to {max} bytes of JSON")));
-        }
-        Ok(self.find(name)?.send(Input { player, input }))
+        Ok(self.input_to(name, &input)?.send(Input { player, input, refused: None }))
+    }
+
+    /// As [`input`](Self::input), without waiting: only a refusal is reported, to `refused`.
+    pub fn input_nowait(&self, name: &str, player: Arc<str>, input: Value, refused: Recipient<InputRefused>) -> Result<()> {
+        self.input_to(name, &input)?.do_send(Input { player, input, refused: Some(refused) });
+        Ok(())
     }
 }
 

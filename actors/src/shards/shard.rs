@@ -458,17 +458,38 @@ impl Shard {
     }
 }
 
-/// Queues an input for the next tick; answers that tick's number.
+/// Queues an input for the next tick; answers that tick's number. Sent with `do_send` (a
+/// socket's inputs, which expect no answer), a refusal goes to `refused` instead.
 #[derive(Message)]
 #[rtype(result = "Result<u64, PlazaError>")]
 pub struct Input {
     pub player: Arc<str>,
     pub input: Value,
+    pub refused: Option<Recipient<InputRefused>>,
+}
+
+/// An input sent without waiting was refused.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct InputRefused {
+    pub shard: Arc<str>,
+    pub error: PlazaError,
 }
 
 impl Handler<Input> for Shard {
     type Result = Result<u64, PlazaError>;
-    fn handle(&mut self, msg: Input, ctx: &mut Context<Self>) -> Self::Result {
+    fn handle(&mut self, mut msg: Input, ctx: &mut Context<Self>) -> Self::Result {
+        let refused = msg.refused.take();
+        let queued = self.queue(msg, ctx);
+        if let (Err(e), Some(to)) = (&queued, refused) {
+            to.do_send(InputRefused { shard: self.name.clone(), error: e.clone() });
+        }
+        queued
+    }
+}
+
+impl Shard {
+    fn queue(&mut self, msg: Input, ctx: &mut Context<Self>) -> Result<u64, PlazaError> {
         if self.stopping || self.ended.is_some() {
             return Err(unavailable(&self.name));
         }

@@ -143,11 +143,11 @@ pub fn run(args: Args) -> Result<(), String> {
     let (tally, measured) = std::thread::scope(|scope| {
         let mut handles = Vec::new();
         for (t, chunk) in chunks.into_iter().enumerate() {
-            let (ready, phase, url, hz, every) =
-                (ready_tx.clone(), phase_rx.clone(), ws_base.clone(), args.hz, Duration::from_secs_f64(1.0 / f64::from(args.inputs_per_sec)));
+            let (ready, phase, url, every) =
+                (ready_tx.clone(), phase_rx.clone(), ws_base.clone(), Duration::from_secs_f64(1.0 / f64::from(args.inputs_per_sec)));
             let handle = std::thread::Builder::new()
                 .name(format!("shards-{t}"))
-                .spawn_scoped(scope, move || client_thread(t, url, chunk, hz, every, ready, phase))
+                .spawn_scoped(scope, move || client_thread(t, url, chunk, every, ready, phase))
                 .map_err(|e| format!("cannot start a client thread: {e}"))?;
             handles.push(handle);
         }
@@ -300,37 +300,39 @@ fn client_thread(
     thread: usize,
     url: String,
     players: Vec<(usize, String)>,
-    hz: u32,
     every: Duration,
     ready: mpsc::Sender<u64>,
     phase: watch::Receiver<Phase>,
 ) -> Result<Tally, String> {
     let tally = Rc::new(RefCell::new(Tally::default()));
     actix_web::rt::System::new().block_on(async {
-        let client = awc::Client::builder().timeout(SUBSCRIBE_TIMEOUT).finish();
-        let opened: Vec<_> = stream::iter(players.into_iter().enumerate())
-            .map(|(i, (shard, token))| {
-                let (client, url, tally) = (&client, &url, tally.clone());
-                async move {
-                    match open(client, url, &token, shard).await {
-                        Ok(ws) => Some((i, shard, ws)),
-                        Err(e) => {
-                            tally.borrow_mut().open_failed.add(e, 1);
-                            None
-                        }
-                    }
+        // No cap on the connector: every socket is its own long-lived connection.
+        let connector = awc::Connector::new().limit(0).timeout(SUBSCRIBE_TIMEOUT);
+        let client = awc::Client::builder().connector(connector).timeout(SUBSCRIBE_TIMEOUT).finish();
+        let opening = tokio::sync::Semaphore::new(OPEN_CONCURRENCY);
+        let (total, attempted) = (players.len(), std::cell::Cell::new(0));
+        let ready = &ready;
+        // Each socket starts reading (and answering pings) as soon as it is open, while the
+        // others still connect; the thread reports once every socket has been tried.
+        let runs = players.into_iter().enumerate().map(|(i, (shard, token))| {
+            let (client, url, tally, opening, attempted, phase) = (&client, &url, tally.clone(), &opening, &attempted, phase.clone());
+            async move {
+                let permit = opening.acquire().await;
+                let opened = open(client, url, &token, shard).await;
+                drop(permit);
+                match &opened {
+                    Ok(_) => tally.borrow_mut().subscribed += 1,
+                    Err(e) => tally.borrow_mut().open_failed.add(e.clone(), 1),
                 }
-            })
-            .buffer_unordered(OPEN_CONCURRENCY)
-            .filter_map(|o| async move { o })
-            .collect()
-            .await;
-        tally.borrow_mut().subscribed = opened.len() as u64;
-        let _ = ready.send(opened.len() as u64);
-        let runs: Vec<_> = opened
-            .into_iter()
-            .map(|(i, shard, ws)| drive(ws, shard, hz, every, phase.clone(), tally.clone(), SplitMix64::new(crate::rng::seed(thread, i))))
-            .collect();
+                attempted.set(attempted.get() + 1);
+                if attempted.get() == total {
+                    let _ = ready.send(tally.borrow().subscribed);
+                }
+                if let Ok(ws) = opened {
+                    drive(ws, shard, every, phase, tally, SplitMix64::new(crate::rng::seed(thread, i))).await;
+                }
+            }
+        });
         future::join_all(runs).await;
     });
     Rc::try_unwrap(tally).map(RefCell::into_inner).map_err(|_| "tally still shared".to_string())
@@ -372,7 +374,6 @@ fn frame_tick(text: &[u8]) -> Option<u64> {
 async fn drive(
     mut ws: Ws,
     shard: usize,
-    _hz: u32,
     every: Duration,
     mut phase: watch::Receiver<Phase>,
     tally: Rc<RefCell<Tally>>,
