@@ -66,10 +66,12 @@ impl AppState {
         self.plaza.streams.do_send(plaza_actors::streams::Drain);
     }
 
-    /// Stops every shard, persisting ones saving their last snapshot through the Writer; the
-    /// SIGTERM sequence awaits it before the Writer goes away.
-    pub async fn stop_shards(&self) {
-        self.plaza.shards.stop_all(true).await;
+    /// Stops every shard, persisting ones saving their last snapshot through the Writer. Call
+    /// it before [`begin_drain`](Self::begin_drain): the shards stop ticking first, so players
+    /// leaving with their closing sockets are still in what is saved. The SIGTERM sequence
+    /// awaits the returned future before the Writer goes away.
+    pub fn stop_shards(&self) -> impl std::future::Future<Output = ()> + 'static {
+        self.plaza.shards.stop_all(true)
     }
 }
 

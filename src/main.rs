@@ -96,11 +96,13 @@ async fn serve(config: Config) -> Result<(), String> {
     actix_web::rt::spawn(async move {
         wait_for_shutdown_signal().await;
         tracing::info!(drain_secs = config.drain_secs, "shutting down: draining in-flight requests");
+        // Shards stop ticking before sockets close (their players are saved with them), and
+        // persisting ones save their last snapshot while the Writer still runs.
+        let shards_stopped = state.stop_shards();
         state.begin_drain();
         let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
-        // Persisting shards save their last snapshot while the Writer still runs.
         let drain = Duration::from_secs(config.drain_secs);
-        if actix_web::rt::time::timeout(drain, state.stop_shards()).await.is_err() {
+        if actix_web::rt::time::timeout(drain, shards_stopped).await.is_err() {
             tracing::error!("shards did not all stop within the drain time");
         }
         handle.stop(true).await;

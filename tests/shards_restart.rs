@@ -55,7 +55,8 @@ async fn a_persisting_shard_resumes_from_its_snapshot_after_sigterm() {
     let mut server = start(dir.path());
     let (_, session) = http(&server, ADMIN, "POST", "/api/auth/session", Some(json!({"user_id": "alice"}))).await;
     let alice = session["token"].as_str().unwrap().to_string();
-    let ws_url = format!("{}/ws?token={ADMIN}", server.base_url().replace("http://", "ws://"));
+    // Alice watches over a WebSocket, which makes her a player; it closes with the drain.
+    let ws_url = format!("{}/ws?token={alice}", server.base_url().replace("http://", "ws://"));
     let (_, mut ws) = awc::Client::new().ws(ws_url).connect().await.unwrap();
     ws.send(Message::Text(json!({"type": "shard_subscribe", "shard": "world"}).to_string().into())).await.unwrap();
 

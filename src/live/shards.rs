@@ -144,6 +144,8 @@ fn deliver<A: ShardStream>(act: &mut A, ctx: &mut A::Context, name: &Arc<str>, p
     let frame = match ended {
         Ended::Crashed => Frame::error("SHARD_CRASHED", "the shard's simulation crashed and the shard has stopped", Some(name)),
         Ended::Stopped => Frame::error("SHARD_STOPPED", "the shard was stopped", Some(name)),
+        // The drain notice (SERVER_RESTARTING) tells the stream; the shard says nothing.
+        Ended::Draining => return,
     };
     // An error frame is a notice: it goes out even past the queue's bound.
     let _ = act.write(frame, ctx);

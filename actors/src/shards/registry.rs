@@ -165,24 +165,28 @@ impl ShardRegistry {
     /// Stops a shard (a persisting one saves its snapshot first when `save`).
     pub async fn stop(&self, name: &str, save: bool) -> Result<()> {
         let addr = self.find(name)?;
-        let outcome = addr.send(Stop { save }).await.map_err(PlazaError::from).and_then(|r| r);
+        let outcome = addr.send(Stop { save, draining: false }).await.map_err(PlazaError::from).and_then(|r| r);
         // Free the name now, so a new shard may take it as soon as this answers.
         self.inner.shards.remove_if(name, |_, a| *a == addr);
         outcome
     }
 
-    /// Stops every shard, saving the persisting ones (the drain on SIGTERM awaits this).
-    pub async fn stop_all(&self, save: bool) {
+    /// Stops every shard for a drain, saving the persisting ones. `Stop` is in every shard's
+    /// mailbox when this returns (before the sockets are told to go, so the players that leave
+    /// with them are still in what is saved); the future answers once all have stopped.
+    pub fn stop_all(&self, save: bool) -> impl std::future::Future<Output = ()> + 'static {
         let running: Vec<(String, Addr<Shard>)> = self.inner.shards.iter().map(|e| (e.key().clone(), e.value().clone())).collect();
-        // `send` enqueues at once: every shard stops concurrently; this only collects answers.
-        let stops: Vec<_> = running.iter().map(|(name, addr)| (name, addr.send(Stop { save }))).collect();
-        for (name, stop) in stops {
-            if let Err(e) = stop.await.map_err(PlazaError::from).and_then(|r| r) {
-                tracing::error!(shard = %name, error = %e, "shard did not stop cleanly");
+        let stops: Vec<_> = running.iter().map(|(name, addr)| (name.clone(), addr.send(Stop { save, draining: true }))).collect();
+        let registry = self.clone();
+        async move {
+            for (name, stop) in stops {
+                if let Err(e) = stop.await.map_err(PlazaError::from).and_then(|r| r) {
+                    tracing::error!(shard = %name, error = %e, "shard did not stop cleanly");
+                }
             }
-        }
-        for (name, addr) in &running {
-            self.inner.shards.remove_if(name, |_, a| a == addr);
+            for (name, addr) in &running {
+                registry.inner.shards.remove_if(name, |_, a| a == addr);
+            }
         }
     }
 

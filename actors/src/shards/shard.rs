@@ -44,6 +44,8 @@ pub enum Ended {
     Stopped,
     /// The simulation panicked.
     Crashed,
+    /// The server is draining: streams are told to reconnect by the server, not by the shard.
+    Draining,
 }
 
 /// One tick as published to subscribers, serialised once. With deltas, `key` is the last full
@@ -618,11 +620,14 @@ impl Handler<Snapshot> for Shard {
 }
 
 /// Stops the shard; a persisting one first stores its last snapshot through the Writer (when
-/// `save`). Subscribers see the stream end with `Ended::Stopped`.
+/// `save`). Subscribers see the stream end with `Ended::Stopped` (`Ended::Draining` when
+/// `draining`). No tick runs after this is handled, so players that leave meanwhile (their
+/// sockets closing on a drain) are still in what is saved.
 #[derive(Message)]
 #[rtype(result = "Result<(), PlazaError>")]
 pub struct Stop {
     pub save: bool,
+    pub draining: bool,
 }
 
 impl Handler<Stop> for Shard {
@@ -632,7 +637,7 @@ impl Handler<Stop> for Shard {
         self.stopping = true;
         let save = (msg.save && self.spec.persist && self.instance.is_some()).then(|| self.save_op());
         let writer = self.writer.clone();
-        let name = self.name.clone();
+        let (name, draining) = (self.name.clone(), msg.draining);
         Box::pin(
             async move {
                 match save {
@@ -647,7 +652,7 @@ impl Handler<Stop> for Shard {
                     Ok(()) => {}
                     Err(e) => tracing::error!(shard = %name, error = %e, "could not save the shard's snapshot"),
                 }
-                act.end(Ended::Stopped);
+                act.end(if draining { Ended::Draining } else { Ended::Stopped });
                 ctx.stop();
                 saved
             }),
