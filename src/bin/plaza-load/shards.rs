@@ -13,12 +13,16 @@
 //! reading subscriber should get every tick); inputs sent and refused; the CPU of the server
 //! and of this process (`/proc`, 100 ticks/s); and the command that reproduces the run.
 //!
+//! Figures depend on how contended the machine is (the report prints its CPU pressure).
 //! Measured on the 2-core dev machine while other builds kept its load average near 10.5:
 //! `plaza-load shards --shards 100 --hz 30 --players 10 --duration-secs 10` ran 30,078 ticks
 //! (100.2% of schedule, no overruns), delivered all 299,982 snapshots (29,974/s, none missed)
 //! and queued 10k inputs/s, with tick lateness p50 ≤ 1.5 ms, p99 ≤ 5 ms, window max ≤ 10 ms,
 //! server CPU 66% of a core. Before socket inputs went to the shard with `do_send` (a reply
 //! future per input), the same run lost half the ticks to conflation on the socket thread.
+//! Minutes later, with CPU pressure at 91% (runnable tasks waiting for a CPU 91% of the time),
+//! the same command saw stalls of 50 ms to 1 s (p99 lateness ≤ 50-1000 ms) and 8-62% of ticks
+//! conflated for the subscribers: the process was not scheduled, the tick work stayed ≤ 0.1 ms.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -244,6 +248,9 @@ pub fn run(args: Args) -> Result<(), String> {
         cpu(cpu_before.1, cpu_after.1),
         std::thread::available_parallelism().map_or(1, |n| n.get())
     );
+    // Lateness is mostly the OS not running the shard threads on time: say how contended the
+    // machine was (the share of time runnable tasks waited for a CPU, last 10 s).
+    println!("  machine:          {}", cpu_pressure().unwrap_or_else(|| "CPU pressure unknown (/proc/pressure/cpu)".into()));
     let p99 = lateness.quantile(0.99);
     let complete = tally.missed == 0 && tally.disconnects == 0 && tally.subscribed == sockets;
     println!(
@@ -537,6 +544,13 @@ async fn server_figures(target: &Target) -> Result<Figures, String> {
         work: histogram("plaza_shard_tick_duration_seconds"),
         lateness_max_ms: json["shards"]["tick_lateness"]["max_ms"].as_f64().unwrap_or(f64::NAN),
     })
+}
+
+/// `/proc/pressure/cpu`'s `some avg10`, as a sentence.
+fn cpu_pressure() -> Option<String> {
+    let text = std::fs::read_to_string("/proc/pressure/cpu").ok()?;
+    let avg10 = text.lines().find(|l| l.starts_with("some"))?.split_whitespace().find_map(|f| f.strip_prefix("avg10="))?.to_string();
+    Some(format!("CPU pressure {avg10}% over the last 10 s (time some runnable task waited for a CPU; /proc/pressure/cpu)"))
 }
 
 /// User + system CPU time of a process (`self` or a pid), in clock ticks.
