@@ -35,6 +35,15 @@ pub const DEFAULT_OP_RETAIN: i64 = 100_000;
 pub const DEFAULT_BULK_MAX_OPS_SESSION: usize = 100;
 /// Ops one batch, transact or import chunk may carry for the admin.
 pub const MAX_BULK_OPS: usize = 10_000;
+/// Threads that run job handlers (each runs one attempt at a time).
+pub const DEFAULT_JOB_WORKERS: usize = 2;
+/// First retry delay; each further attempt doubles it (with jitter), capped at an hour.
+pub const DEFAULT_JOB_BACKOFF_MS: u64 = 1_000;
+/// Cache entries and bytes (keys + values) before least-recently-used entries are evicted.
+pub const DEFAULT_CACHE_MAX_ENTRIES: usize = 100_000;
+pub const DEFAULT_CACHE_MAX_BYTES: usize = 64 * 1024 * 1024;
+/// Largest upload, counted while it streams to disk.
+pub const DEFAULT_MAX_UPLOAD_BYTES: u64 = 25 * 1024 * 1024;
 
 #[derive(Debug, Parser)]
 #[command(name = "plaza", version, about = "Plaza: a realtime backend in one binary (HTTP + WebSocket on SQLite)")]
@@ -155,6 +164,27 @@ pub struct ServeArgs {
     /// Operations one batch or transact may carry for a session (admin: 10000). [default: 100]
     #[arg(long, env = "PLAZA_BULK_MAX_OPS_SESSION", global = true)]
     pub bulk_max_ops_session: Option<usize>,
+    /// Threads that run job handlers. [default: 2]
+    #[arg(long, env = "PLAZA_JOB_WORKERS", global = true)]
+    pub job_workers: Option<usize>,
+    /// First retry delay of a failed job in ms; doubles per attempt with jitter, capped at 1 h. [default: 1000]
+    #[arg(long, env = "PLAZA_JOB_BACKOFF_MS", global = true)]
+    pub job_backoff_ms: Option<u64>,
+    /// Hosts the `webhook` job may POST to, comma separated (`host` or `host:port`). [default: none]
+    #[arg(long, env = "PLAZA_WEBHOOK_ALLOW", global = true)]
+    pub webhook_allow: Option<String>,
+    /// Cache entries kept before the least recently used are evicted. [default: 100000]
+    #[arg(long, env = "PLAZA_CACHE_MAX_ENTRIES", global = true)]
+    pub cache_max_entries: Option<usize>,
+    /// Cache bytes (keys + values) kept before the least recently used are evicted. [default: 67108864]
+    #[arg(long, env = "PLAZA_CACHE_MAX_BYTES", global = true)]
+    pub cache_max_bytes: Option<usize>,
+    /// Directory for uploaded files. [default: `<database>.files` beside the database]
+    #[arg(long, env = "PLAZA_FILES_DIR", global = true)]
+    pub files_dir: Option<PathBuf>,
+    /// Largest upload in bytes; larger ones get 413 while streaming. [default: 26214400]
+    #[arg(long, env = "PLAZA_MAX_UPLOAD_BYTES", global = true)]
+    pub max_upload_bytes: Option<u64>,
 }
 
 fn parse_bool(s: &str) -> Result<bool, String> {
@@ -199,6 +229,14 @@ pub struct Config {
     pub ws_replay_max: usize,
     pub op_retain: i64,
     pub bulk_max_ops_session: usize,
+    pub job_workers: usize,
+    pub job_backoff_ms: u64,
+    pub webhook_allow: Vec<String>,
+    pub cache_max_entries: usize,
+    pub cache_max_bytes: usize,
+    /// `None`: `<db>.files` beside the database (a scratch dir with `--in-memory`).
+    pub files_dir: Option<PathBuf>,
+    pub max_upload_bytes: u64,
 }
 
 impl Default for Config {
@@ -234,6 +272,13 @@ impl Default for Config {
             ws_replay_max: DEFAULT_WS_REPLAY_MAX,
             op_retain: DEFAULT_OP_RETAIN,
             bulk_max_ops_session: DEFAULT_BULK_MAX_OPS_SESSION,
+            job_workers: DEFAULT_JOB_WORKERS,
+            job_backoff_ms: DEFAULT_JOB_BACKOFF_MS,
+            webhook_allow: Vec::new(),
+            cache_max_entries: DEFAULT_CACHE_MAX_ENTRIES,
+            cache_max_bytes: DEFAULT_CACHE_MAX_BYTES,
+            files_dir: None,
+            max_upload_bytes: DEFAULT_MAX_UPLOAD_BYTES,
         }
     }
 }
@@ -264,7 +309,15 @@ impl Config {
                ws_max_subscriptions <- ws_max_subscriptions, ws_max_per_ip <- ws_max_per_ip,
                ws_heartbeat_ms <- ws_heartbeat_ms, ws_client_timeout_ms <- ws_client_timeout_ms,
                ws_replay_max <- ws_replay_max, op_retain <- op_retain,
-               bulk_max_ops_session <- bulk_max_ops_session);
+               bulk_max_ops_session <- bulk_max_ops_session, job_workers <- job_workers,
+               job_backoff_ms <- job_backoff_ms, cache_max_entries <- cache_max_entries,
+               cache_max_bytes <- cache_max_bytes, max_upload_bytes <- max_upload_bytes);
+        if args.files_dir.is_some() {
+            c.files_dir = args.files_dir.clone();
+        }
+        if let Some(hosts) = &args.webhook_allow {
+            c.webhook_allow = split_list(hosts);
+        }
         if args.magic_webhook.is_some() {
             c.magic_webhook = args.magic_webhook.clone().filter(|u| !u.is_empty());
         }
@@ -306,6 +359,15 @@ impl Config {
         }
         if !matches!(self.durability.as_str(), "normal" | "full") {
             return Err(format!("PLAZA_DURABILITY must be 'normal' or 'full', got '{}'", self.durability));
+        }
+        if self.job_workers == 0 || self.job_workers > 256 {
+            return Err("PLAZA_JOB_WORKERS must be between 1 and 256".into());
+        }
+        if self.cache_max_entries == 0 || self.cache_max_bytes == 0 {
+            return Err("PLAZA_CACHE_MAX_ENTRIES and PLAZA_CACHE_MAX_BYTES must be positive".into());
+        }
+        if self.max_upload_bytes == 0 {
+            return Err("PLAZA_MAX_UPLOAD_BYTES must be positive".into());
         }
         Ok(())
     }

@@ -109,6 +109,21 @@ pub fn build_state_full(
     manifest: AppManifest,
     mailer: Arc<dyn mailer::CodeSender>,
 ) -> Result<web::Data<AppState>, StartError> {
+    build_state_extras(config, manifest, Extras { mailer: Some(mailer), ..Extras::default() })
+}
+
+/// What an embedding app or a test can plug in beyond the config.
+#[derive(Default)]
+pub struct Extras {
+    /// Delivers magic sign-in codes; `None`: from the config (log or webhook).
+    pub mailer: Option<Arc<dyn mailer::CodeSender>>,
+    /// Wall-clock time for cache TTLs, jobs and cron; `None`: the system clock.
+    pub clock: Option<plaza_actors::clock::SharedClock>,
+}
+
+/// As [`build_state_with`], with extras plugged in.
+pub fn build_state_extras(config: Config, manifest: AppManifest, extras: Extras) -> Result<web::Data<AppState>, StartError> {
+    let mailer = extras.mailer.clone().unwrap_or_else(|| mailer::from_config(config.magic_webhook.as_deref()));
     plaza_actors::model::check(&manifest).map_err(|source| StartError::Manifest { path: "(given)".into(), source })?;
     config.validate().map_err(StartError::Other)?;
     let (path, scratch) = if config.in_memory {
@@ -129,6 +144,8 @@ pub fn build_state_full(
         session_ttl: Duration::from_secs(config.session_ttl_secs),
         read_threads: config.read_pool as usize,
         streams_per_ip: config.ws_max_per_ip,
+        clock: extras.clock.clone().unwrap_or_else(plaza_actors::clock::system),
+        cache: plaza_actors::cache::Limits { max_entries: config.cache_max_entries, max_bytes: config.cache_max_bytes },
     };
     let plaza = plaza_actors::start(options, manifest, settings)
         .map_err(|source| StartError::Store { path: path.display().to_string(), source })?;

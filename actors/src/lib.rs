@@ -1,6 +1,8 @@
 //! Plaza's subsystems, each owned by an actor. Nothing in this crate knows about HTTP.
 
+pub mod cache;
 pub mod changelog;
+pub mod clock;
 pub mod error;
 pub mod model;
 pub mod sessions;
@@ -30,6 +32,7 @@ pub struct Subsystems {
     pub sessions: Addr<SessionStore>,
     pub streams: Addr<streams::Streams>,
     pub readers: Addr<store::reader::ReadWorker>,
+    pub cache: Addr<cache::Cache>,
 }
 
 /// Settings of the subsystems beyond storage.
@@ -41,6 +44,9 @@ pub struct Settings {
     pub read_threads: usize,
     /// Open WebSocket + SSE streams allowed per client IP.
     pub streams_per_ip: usize,
+    /// Wall-clock time for TTLs, `run_at` and cron (tests set it).
+    pub clock: clock::SharedClock,
+    pub cache: cache::Limits,
 }
 
 /// Opens and migrates the store, then starts the actors. Must run inside an actix `System`.
@@ -62,5 +68,6 @@ pub fn start(options: StoreOptions, manifest: AppManifest, settings: Settings) -
     let read_threads = settings.read_threads.max(1);
     let worker_reader = opened.reader.clone();
     let readers = SyncArbiter::start(read_threads, move || store::reader::ReadWorker::new(worker_reader.clone()));
-    Ok(Subsystems { manifest, policies, reader: opened.reader, writer, changelog, sessions, streams, readers })
+    let cache = cache::Cache::new(settings.cache, settings.clock.clone()).start();
+    Ok(Subsystems { manifest, policies, reader: opened.reader, writer, changelog, sessions, streams, readers, cache })
 }

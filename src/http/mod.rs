@@ -3,6 +3,7 @@
 
 pub mod admin;
 pub mod auth;
+pub mod cache;
 pub mod entities;
 pub mod events;
 pub mod ops;
@@ -39,6 +40,9 @@ pub const API_ROUTES: &[(&str, &str, &str, &str)] = &[
     ("post", "/api/auth/magic/verify", "Exchange a code for a session", "auth"),
     ("get", "/api/auth/me", "The caller", "auth"),
     ("post", "/api/auth/logout", "Revoke the session", "auth"),
+    ("post", "/api/cache", "Cache command: SET, GET, DEL, INCR, EXPIRE (admin)", "cache"),
+    ("get", "/api/cache/{key}", "A cached value (admin)", "cache"),
+    ("delete", "/api/cache/{key}", "Remove a cached value (admin)", "cache"),
 ];
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
@@ -48,6 +52,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     auth::routes(cfg);
     sync::routes(cfg);
     events::routes(cfg);
+    cache::routes(cfg);
 }
 
 pub async fn route_not_found(req: HttpRequest) -> ApiResult {
