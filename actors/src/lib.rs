@@ -5,6 +5,7 @@ pub mod changelog;
 pub mod clock;
 pub mod error;
 pub mod model;
+pub mod pubsub;
 pub mod sessions;
 pub mod store;
 pub mod streams;
@@ -33,6 +34,7 @@ pub struct Subsystems {
     pub streams: Addr<streams::Streams>,
     pub readers: Addr<store::reader::ReadWorker>,
     pub cache: Addr<cache::Cache>,
+    pub pubsub: Addr<pubsub::PubSub>,
 }
 
 /// Settings of the subsystems beyond storage.
@@ -69,5 +71,8 @@ pub fn start(options: StoreOptions, manifest: AppManifest, settings: Settings) -
     let worker_reader = opened.reader.clone();
     let readers = SyncArbiter::start(read_threads, move || store::reader::ReadWorker::new(worker_reader.clone()));
     let cache = cache::Cache::new(settings.cache, settings.clock.clone()).start();
-    Ok(Subsystems { manifest, policies, reader: opened.reader, writer, changelog, sessions, streams, readers, cache })
+    // Pub/sub fan-out, like the change log's, gets its own thread.
+    let topics = Arc::new(model::topics::TopicRules::from_manifest(&manifest)?);
+    let pubsub = pubsub::PubSub::start_in_arbiter(&Arbiter::new().handle(), move |_| pubsub::PubSub::new(topics));
+    Ok(Subsystems { manifest, policies, reader: opened.reader, writer, changelog, sessions, streams, readers, cache, pubsub })
 }

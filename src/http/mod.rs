@@ -7,6 +7,7 @@ pub mod cache;
 pub mod entities;
 pub mod events;
 pub mod ops;
+pub mod pubsub;
 pub mod sync;
 
 use actix_web::{web, HttpRequest};
@@ -43,6 +44,7 @@ pub const API_ROUTES: &[(&str, &str, &str, &str)] = &[
     ("post", "/api/cache", "Cache command: SET, GET, DEL, INCR, EXPIRE (admin)", "cache"),
     ("get", "/api/cache/{key}", "A cached value (admin)", "cache"),
     ("delete", "/api/cache/{key}", "Remove a cached value (admin)", "cache"),
+    ("post", "/api/pubsub/publish", "Publish a message to a topic's subscribed sockets", "pubsub"),
 ];
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
@@ -53,6 +55,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     sync::routes(cfg);
     events::routes(cfg);
     cache::routes(cfg);
+    pubsub::routes(cfg);
 }
 
 pub async fn route_not_found(req: HttpRequest) -> ApiResult {

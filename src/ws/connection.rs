@@ -52,7 +52,8 @@ impl Connection {
                 Ok(id) => self.error(ctx, "NOT_FOUND", "no such subscription", Some(&id)),
                 Err(e) => self.api_error(ctx, e.into(), None),
             },
-            "join" | "leave" | "broadcast" | "presence" | "shard_subscribe" | "shard_input" | "pubsub_subscribe" => {
+            "pubsub_subscribe" | "pubsub_unsubscribe" => super::pubsub::on_frame(self, kind, &frame, ctx),
+            "join" | "leave" | "broadcast" | "presence" | "shard_subscribe" | "shard_input" => {
                 self.error(ctx, "NOT_IMPLEMENTED", format!("'{kind}' is not available on this server yet"), None)
             }
             _ => self.error(ctx, "BAD_FRAME", format!("unknown frame type '{kind}'"), None),
@@ -124,6 +125,7 @@ impl Actor for Connection {
 
     fn stopped(&mut self, _: &mut Self::Context) {
         live::stopped(&self.core);
+        super::pubsub::stopped(self);
     }
 }
 

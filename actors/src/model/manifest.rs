@@ -30,8 +30,39 @@ pub struct AppManifest {
     pub rooms: Option<Value>,
     #[serde(default)]
     pub shards: Option<Value>,
+    /// Job names sessions may enqueue (`"public": true`) and cron entries (`"cron"`).
     #[serde(default)]
-    pub jobs: Option<Value>,
+    pub jobs: Vec<JobDef>,
+    /// Who may publish and subscribe to pub/sub topics.
+    #[serde(default)]
+    pub topics: Vec<TopicDef>,
+}
+
+/// A manifest `jobs` entry: `{"name","cron?","payload?","public?"}`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JobDef {
+    pub name: String,
+    /// Six fields with seconds (`sec min hour day-of-month month day-of-week`), UTC.
+    #[serde(default)]
+    pub cron: Option<String>,
+    #[serde(default)]
+    pub payload: Option<Value>,
+    /// Sessions may enqueue this job over HTTP (the admin may enqueue any).
+    #[serde(default)]
+    pub public: bool,
+}
+
+/// A manifest `topics` entry: a glob `pattern` (`*` matches any run of characters) and the
+/// rules for it; a missing rule falls back to the default (sessions subscribe, admin publishes).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TopicDef {
+    pub pattern: String,
+    #[serde(default)]
+    pub publish: Option<String>,
+    #[serde(default)]
+    pub subscribe: Option<String>,
 }
 
 fn default_manifest_version() -> u32 {

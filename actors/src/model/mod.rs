@@ -8,6 +8,7 @@ pub mod manifest;
 pub mod policy;
 pub mod query;
 pub mod rows;
+pub mod topics;
 
 use crate::error::Result;
 use manifest::AppManifest;
@@ -17,5 +18,7 @@ use policy::{DefaultPolicy, Policies};
 /// (now sound) entities. `plaza check` and start-up both use it.
 pub fn check(manifest: &AppManifest) -> Result<()> {
     manifest.validate()?;
-    Policies::from_manifest(manifest, DefaultPolicy::Allow).map(drop)
+    let policies = Policies::from_manifest(manifest, DefaultPolicy::Allow).map(drop);
+    let topics = topics::TopicRules::from_manifest(manifest).map(drop);
+    policies.and(topics)
 }

@@ -225,6 +225,31 @@ impl Policies {
     }
 }
 
+/// A rule over a context other than an entity row (pub/sub topics): `auth.*` and
+/// `<root>.<field>` for the context's fields, in the same language and with the same semantics
+/// as row policies. The admin passes every rule.
+#[derive(Debug, Clone)]
+pub struct ContextRule {
+    expr: Expr,
+}
+
+impl ContextRule {
+    /// Parses `src`, where `root.<field>` names one of `fields` (all strings).
+    pub fn parse(src: &str, root: &'static str, fields: &[&str]) -> std::result::Result<ContextRule, String> {
+        let fields = fields
+            .iter()
+            .map(|f| super::manifest::FieldDef { name: f.to_string(), ty: FieldType::String, optional: true, unique: false })
+            .collect();
+        let context = EntityDef { name: root.to_string(), fields, indexes: Vec::new(), search: None, relations: None };
+        parse_in(src, &context, false, root).map(|expr| ContextRule { expr })
+    }
+
+    /// Whether `auth` passes the rule for this context (field name → value).
+    pub fn allows(&self, auth: &AuthContext, context: &Row) -> bool {
+        auth.admin || compile(&self.expr, auth, None).allows(context)
+    }
+}
+
 // ---------------------------------------------------------------- compile
 
 enum Operand {
@@ -380,13 +405,19 @@ struct Parser<'a> {
     at: usize,
     entity: &'a EntityDef,
     allow_old: bool,
+    /// What the context is called in expressions: `data` for rows, `topic` for topic rules.
+    root: &'static str,
 }
 
 fn parse(src: &str, entity: &EntityDef, allow_old: bool) -> std::result::Result<Expr, String> {
+    parse_in(src, entity, allow_old, "data")
+}
+
+fn parse_in(src: &str, entity: &EntityDef, allow_old: bool, root: &'static str) -> std::result::Result<Expr, String> {
     if src.len() > MAX_EXPRESSION_LEN {
         return Err(format!("longer than {MAX_EXPRESSION_LEN} characters"));
     }
-    let mut p = Parser { src, toks: lex(src)?, at: 0, entity, allow_old };
+    let mut p = Parser { src, toks: lex(src)?, at: 0, entity, allow_old, root };
     let e = p.or()?;
     match p.toks.get(p.at) {
         None => Ok(e),
@@ -506,7 +537,14 @@ impl Parser<'_> {
         match self.toks.get(self.at).cloned() {
             Some((Tok::Ident(path), _)) if !matches!(path.as_str(), "true" | "false" | "null" | "in") => {
                 self.at += 1;
-                let (root, field) = path.split_once('.').ok_or_else(|| format!("{here}: '{path}' is not auth.* or data.*"))?;
+                let (root, field) = path.split_once('.').ok_or_else(|| format!("{here}: '{path}' is not auth.* or {}.*", self.root))?;
+                // Outside entity rules the context has its own name (`topic.name`); it compiles
+                // exactly like `data.*` over the context's fields.
+                let root = match root {
+                    r if r == self.root => "data",
+                    "data" | "old" => "",
+                    r => r,
+                };
                 match root {
                     "auth" => match field {
                         "userId" => Ok(Expr::Auth("userId")),
@@ -514,13 +552,16 @@ impl Parser<'_> {
                         "admin" => Ok(Expr::Auth("admin")),
                         _ => Err(format!("{here}: unknown auth.{field} (expected auth.userId, auth.guest or auth.admin)")),
                     },
+                    "data" if self.root != "data" && self.entity.field(field).is_none() => {
+                        Err(format!("{here}: unknown {}.{field}", self.root))
+                    }
                     "data" | "old" if !self.entity.has_column(field) => {
                         Err(format!("{here}: {} has no field '{field}'", self.entity.name))
                     }
                     "data" => Ok(Expr::Data(field.to_string())),
                     "old" if self.allow_old => Ok(Expr::Old(field.to_string())),
                     "old" => Err(format!("{here}: old.* is only available in update and write rules")),
-                    _ => Err(format!("{here}: '{path}' is not auth.* or data.*")),
+                    _ => Err(format!("{here}: '{path}' is not auth.* or {}.*", self.root)),
                 }
             }
             Some(_) => Ok(Expr::Lit(self.literal()?)),
