@@ -14,6 +14,7 @@ pub mod live;
 pub mod mailer;
 pub mod metrics;
 pub mod middleware;
+pub mod webhook;
 pub mod ws;
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -85,7 +86,8 @@ pub fn load_manifest(config: &Config) -> Result<AppManifest, StartError> {
         }
         Ok(None) => {
             tracing::info!(manifest = %path, "no manifest found; starting with an empty app");
-            Ok(AppManifest::default())
+            // `Default` leaves manifest_version at 0, which the check refuses.
+            Ok(AppManifest { manifest_version: 1, ..AppManifest::default() })
         }
         Err(source) => Err(StartError::Manifest { path, source }),
     }
@@ -119,6 +121,8 @@ pub struct Extras {
     pub mailer: Option<Arc<dyn mailer::CodeSender>>,
     /// Wall-clock time for cache TTLs, jobs and cron; `None`: the system clock.
     pub clock: Option<plaza_actors::clock::SharedClock>,
+    /// Job handlers beyond the built-in ones (a handler of the same name replaces a built-in).
+    pub jobs: Option<plaza_actors::jobs::Registry>,
 }
 
 /// As [`build_state_with`], with extras plugged in.
@@ -139,6 +143,7 @@ pub fn build_state_extras(config: Config, manifest: AppManifest, extras: Extras)
         durability: if config.durability == "full" { Durability::Full } else { Durability::Normal },
         read_pool_size: config.read_pool,
     };
+    let metrics = metrics::Metrics::new().map_err(|e| StartError::Other(e.to_string()))?;
     let settings = plaza_actors::Settings {
         default_policy: if config.default_policy == "deny" { DefaultPolicy::Deny } else { DefaultPolicy::Allow },
         session_ttl: Duration::from_secs(config.session_ttl_secs),
@@ -146,10 +151,15 @@ pub fn build_state_extras(config: Config, manifest: AppManifest, extras: Extras)
         streams_per_ip: config.ws_max_per_ip,
         clock: extras.clock.clone().unwrap_or_else(plaza_actors::clock::system),
         cache: plaza_actors::cache::Limits { max_entries: config.cache_max_entries, max_bytes: config.cache_max_bytes },
+        jobs: plaza_actors::jobs::JobSettings {
+            workers: config.job_workers,
+            backoff_ms: config.job_backoff_ms,
+            registry: job_registry(&config, extras.jobs),
+            observer: Arc::new(metrics.jobs.clone()),
+        },
     };
     let plaza = plaza_actors::start(options, manifest, settings)
         .map_err(|source| StartError::Store { path: path.display().to_string(), source })?;
-    let metrics = metrics::Metrics::new().map_err(|e| StartError::Other(e.to_string()))?;
     let rate_limit = middleware::rate_limit::limiter(&config).map_err(StartError::Other)?;
     Ok(web::Data::new(AppState {
         config,
@@ -161,6 +171,16 @@ pub fn build_state_extras(config: Config, manifest: AppManifest, extras: Extras)
         rate_limit,
         _scratch: scratch,
     }))
+}
+
+/// The built-in handlers (`changelog_compact`, `sessions_cleanup`, `webhook`) and the app's own.
+fn job_registry(config: &Config, extra: Option<plaza_actors::jobs::Registry>) -> plaza_actors::jobs::Registry {
+    let mut registry = plaza_actors::jobs::Registry::with_builtins();
+    registry.register("webhook", webhook::Webhook::new(config.webhook_allow.clone()));
+    if let Some(extra) = extra {
+        registry.extend(extra);
+    }
+    registry
 }
 
 fn cors(config: &Config) -> Cors {

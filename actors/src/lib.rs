@@ -4,6 +4,7 @@ pub mod cache;
 pub mod changelog;
 pub mod clock;
 pub mod error;
+pub mod jobs;
 pub mod model;
 pub mod pubsub;
 pub mod sessions;
@@ -35,10 +36,12 @@ pub struct Subsystems {
     pub readers: Addr<store::reader::ReadWorker>,
     pub cache: Addr<cache::Cache>,
     pub pubsub: Addr<pubsub::PubSub>,
+    pub jobs: Addr<jobs::JobQueue>,
+    pub scheduler: Addr<jobs::Scheduler>,
 }
 
 /// Settings of the subsystems beyond storage.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Settings {
     pub default_policy: model::policy::DefaultPolicy,
     pub session_ttl: std::time::Duration,
@@ -49,6 +52,7 @@ pub struct Settings {
     /// Wall-clock time for TTLs, `run_at` and cron (tests set it).
     pub clock: clock::SharedClock,
     pub cache: cache::Limits,
+    pub jobs: jobs::JobSettings,
 }
 
 /// Opens and migrates the store, then starts the actors. Must run inside an actix `System`.
@@ -56,6 +60,7 @@ pub fn start(options: StoreOptions, manifest: AppManifest, settings: Settings) -
     let policies = Arc::new(model::policy::Policies::from_manifest(&manifest, settings.default_policy)?);
     let manifest = Arc::new(manifest);
     let opened = store::open(&options, manifest.clone(), policies.clone())?;
+    let options_copy = options.clone();
     // Fan-out gets a thread of its own: a burst of deliveries never delays acknowledging writes,
     // pulls, or session lookups on the system arbiter.
     let fanout_policies = policies.clone();
@@ -74,5 +79,23 @@ pub fn start(options: StoreOptions, manifest: AppManifest, settings: Settings) -
     // Pub/sub fan-out, like the change log's, gets its own thread.
     let topics = Arc::new(model::topics::TopicRules::from_manifest(&manifest)?);
     let pubsub = pubsub::PubSub::start_in_arbiter(&Arbiter::new().handle(), move |_| pubsub::PubSub::new(topics));
-    Ok(Subsystems { manifest, policies, reader: opened.reader, writer, changelog, sessions, streams, readers, cache, pubsub })
+    let (jobs, scheduler) = start_jobs(&opened.setup, &options_copy, &manifest, writer.clone(), &settings)?;
+    Ok(Subsystems { manifest, policies, reader: opened.reader, writer, changelog, sessions, streams, readers, cache, pubsub, jobs, scheduler })
+}
+
+/// The job worker pool, the queue (with the jobs left unfinished last time) and the Scheduler.
+fn start_jobs(
+    setup: &rusqlite::Connection,
+    options: &StoreOptions,
+    manifest: &AppManifest,
+    writer: Addr<Writer>,
+    settings: &Settings,
+) -> Result<(Addr<jobs::JobQueue>, Addr<jobs::Scheduler>)> {
+    let services = Arc::new(jobs::Services { writer: writer.clone(), changelog_retain: options.changelog_retain, op_retain: options.op_retain });
+    let registry = settings.jobs.registry.clone();
+    let pool = SyncArbiter::start(settings.jobs.workers.max(1), move || jobs::JobWorker::new(registry.clone(), services.clone()));
+    let unfinished = jobs::load_unfinished(setup)?;
+    let queue = jobs::JobQueue::new(unfinished, pool, writer.clone(), settings.clock.clone(), settings.jobs.clone()).start();
+    let scheduler = jobs::Scheduler::load(setup, &manifest.jobs, queue.clone(), writer, settings.clock.clone())?.start();
+    Ok((queue, scheduler))
 }

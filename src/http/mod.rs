@@ -6,6 +6,7 @@ pub mod auth;
 pub mod cache;
 pub mod entities;
 pub mod events;
+pub mod jobs;
 pub mod ops;
 pub mod pubsub;
 pub mod sync;
@@ -45,6 +46,10 @@ pub const API_ROUTES: &[(&str, &str, &str, &str)] = &[
     ("get", "/api/cache/{key}", "A cached value (admin)", "cache"),
     ("delete", "/api/cache/{key}", "Remove a cached value (admin)", "cache"),
     ("post", "/api/pubsub/publish", "Publish a message to a topic's subscribed sockets", "pubsub"),
+    ("post", "/api/jobs", "Enqueue a job (admin; sessions for jobs marked public)", "jobs"),
+    ("get", "/api/jobs", "Jobs by status, newest first (admin)", "jobs"),
+    ("get", "/api/jobs/{id}", "One job: status, attempts, errors, times", "jobs"),
+    ("post", "/api/jobs/{id}/retry", "Make a dead job pending again (admin)", "jobs"),
 ];
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
@@ -56,6 +61,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     events::routes(cfg);
     cache::routes(cfg);
     pubsub::routes(cfg);
+    jobs::routes(cfg);
 }
 
 pub async fn route_not_found(req: HttpRequest) -> ApiResult {

@@ -266,6 +266,20 @@ impl AppManifest {
                 }
             }
         }
+        let mut job_names = HashSet::new();
+        for job in &self.jobs {
+            let n = &job.name;
+            let valid = !n.is_empty() && n.len() <= 128 && n.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | ':'));
+            if !valid {
+                problems.push(format!("job '{n}': names are 1 to 128 letters, digits or _ - . :"));
+            }
+            if !job_names.insert(n.as_str()) {
+                problems.push(format!("job '{n}' is declared twice"));
+            }
+            if let Some(Err(e)) = job.cron.as_deref().map(parse_cron) {
+                problems.push(format!("job '{n}': {e}"));
+            }
+        }
         if problems.is_empty() {
             Ok(())
         } else {
@@ -287,6 +301,17 @@ impl EntityDef {
     pub fn has_column(&self, name: &str) -> bool {
         SYSTEM_FIELDS.contains(&name) || self.field(name).is_some()
     }
+}
+
+/// Parses a cron expression: six fields with seconds, UTC (a seventh, the year, is accepted).
+pub fn parse_cron(expr: &str) -> Result<cron::Schedule> {
+    let fields = expr.split_whitespace().count();
+    if !(6..=7).contains(&fields) {
+        return Err(PlazaError::Validation(format!(
+            "cron '{expr}' has {fields} fields; expected six: sec min hour day-of-month month day-of-week"
+        )));
+    }
+    <cron::Schedule as std::str::FromStr>::from_str(expr).map_err(|e| PlazaError::Validation(format!("cron '{expr}': {e}")))
 }
 
 fn toml_to_json(text: &str) -> Result<Value> {

@@ -47,6 +47,12 @@ impl Reader {
         }
     }
 
+    /// Runs `f` on a read connection, for Plaza's own tables (jobs, files).
+    pub fn with_conn<R>(&self, f: impl FnOnce(&rusqlite::Connection) -> Result<R>) -> Result<R> {
+        let conn = self.pool.get()?;
+        f(&conn)
+    }
+
     pub fn entity(&self, name: &str) -> Result<&EntityDef> {
         self.manifest.entity(name).ok_or_else(|| PlazaError::UnknownEntity(name.to_string()))
     }
