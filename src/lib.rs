@@ -43,6 +43,8 @@ pub struct AppState {
     pub started: Instant,
     /// Set on SIGTERM: `/ready` answers 503 while in-flight work finishes.
     pub draining: AtomicBool,
+    /// Where uploaded files are stored (`PLAZA_FILES_DIR`, else `<db>.files`).
+    pub files_dir: std::path::PathBuf,
     rate_limit: middleware::rate_limit::Limiter,
     /// Keeps the `--in-memory` scratch database alive exactly as long as the app.
     _scratch: Option<tempfile::TempDir>,
@@ -161,6 +163,11 @@ pub fn build_state_extras(config: Config, manifest: AppManifest, extras: Extras)
     let plaza = plaza_actors::start(options, manifest, settings)
         .map_err(|source| StartError::Store { path: path.display().to_string(), source })?;
     let rate_limit = middleware::rate_limit::limiter(&config).map_err(StartError::Other)?;
+    let files_dir = config.files_dir.clone().unwrap_or_else(|| {
+        let mut dir = path.clone().into_os_string();
+        dir.push(".files");
+        dir.into()
+    });
     Ok(web::Data::new(AppState {
         config,
         plaza,
@@ -168,6 +175,7 @@ pub fn build_state_extras(config: Config, manifest: AppManifest, extras: Extras)
         mailer,
         started: Instant::now(),
         draining: AtomicBool::new(false),
+        files_dir,
         rate_limit,
         _scratch: scratch,
     }))

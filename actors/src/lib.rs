@@ -4,6 +4,7 @@ pub mod cache;
 pub mod changelog;
 pub mod clock;
 pub mod error;
+pub mod files;
 pub mod jobs;
 pub mod model;
 pub mod pubsub;

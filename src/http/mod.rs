@@ -6,6 +6,7 @@ pub mod auth;
 pub mod cache;
 pub mod entities;
 pub mod events;
+pub mod files;
 pub mod jobs;
 pub mod ops;
 pub mod pubsub;
@@ -50,6 +51,9 @@ pub const API_ROUTES: &[(&str, &str, &str, &str)] = &[
     ("get", "/api/jobs", "Jobs by status, newest first (admin)", "jobs"),
     ("get", "/api/jobs/{id}", "One job: status, attempts, errors, times", "jobs"),
     ("post", "/api/jobs/{id}/retry", "Make a dead job pending again (admin)", "jobs"),
+    ("post", "/api/files/upload", "Upload a file (multipart field `file`, session required)", "files"),
+    ("get", "/api/files/{id}", "Download a file", "files"),
+    ("delete", "/api/files/{id}", "Delete a file (owner or admin)", "files"),
 ];
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
@@ -62,6 +66,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     cache::routes(cfg);
     pubsub::routes(cfg);
     jobs::routes(cfg);
+    files::routes(cfg);
 }
 
 pub async fn route_not_found(req: HttpRequest) -> ApiResult {
