@@ -542,7 +542,7 @@ impl Parser<'_> {
                 // exactly like `data.*` over the context's fields.
                 let root = match root {
                     r if r == self.root => "data",
-                    "data" | "old" => "",
+                    "data" | "old" if self.root != "data" => "",
                     r => r,
                 };
                 match root {
