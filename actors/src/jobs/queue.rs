@@ -55,7 +55,7 @@ pub struct JobQueue {
 /// (half fixed, half random), so delays grow from one attempt to the next yet retries from many
 /// jobs that failed together spread out.
 pub fn backoff_ms(base: u64, attempt: u32) -> u64 {
-    let exp = base.saturating_mul(1u64 << attempt.saturating_sub(1).min(40)).min(MAX_BACKOFF_MS).max(1);
+    let exp = base.saturating_mul(1u64 << attempt.saturating_sub(1).min(40)).clamp(1, MAX_BACKOFF_MS);
     let half = exp / 2;
     let mut r = [0u8; 8];
     let random = getrandom::fill(&mut r).map(|()| u64::from_le_bytes(r)).unwrap_or(0);
