@@ -13,6 +13,9 @@ pub const DEFAULT_MANIFEST: &str = "plaza.json";
 pub const DEFAULT_MAX_BODY_BYTES: usize = 10 * 1024 * 1024;
 pub const DEFAULT_RATE_LIMIT_MAX: u64 = 6_000;
 pub const DEFAULT_RATE_LIMIT_WINDOW_SECS: u64 = 60;
+/// Sessions (guest, magic code, minted) one client IP may create per minute: enough for a
+/// household behind one NAT, far too few to fill the session table.
+pub const DEFAULT_SESSION_RATE_LIMIT: u64 = 30;
 pub const DEFAULT_CHANGELOG_RETAIN: i64 = 100_000;
 pub const DEFAULT_DRAIN_SECS: u64 = 10;
 /// Read threads (and read connections): a few threads that stay busy beat many that are
@@ -62,7 +65,7 @@ pub enum Command {
     Check,
     /// Copy the live database to OUT with SQLite's online backup API (safe while serving).
     Backup { out: PathBuf },
-    /// Replace the database with the backup IN (run while the server is stopped).
+    /// Replace the database with the backup IN (refused while a server serves the database).
     Restore { input: PathBuf },
 }
 
@@ -103,12 +106,21 @@ pub struct ServeArgs {
     /// Largest request body in bytes; larger ones get 413. [default: 10485760]
     #[arg(long, env = "PLAZA_MAX_BODY_BYTES", global = true)]
     pub max_body_bytes: Option<usize>,
-    /// Requests per client (token, else IP) per window; 0 turns limiting off. [default: 6000]
+    /// Requests per client (its session's user, else its IP) per window; 0 turns limiting off. [default: 6000]
     #[arg(long, env = "PLAZA_RATE_LIMIT_MAX", global = true)]
     pub rate_limit_max: Option<u64>,
     /// Rate-limit window in seconds. [default: 60]
     #[arg(long, env = "PLAZA_RATE_LIMIT_WINDOW", global = true)]
     pub rate_limit_window: Option<u64>,
+    /// Sessions one client IP may create per minute (guest, magic send/verify, session); 0
+    /// turns this limit off. The admin token is exempt. [default: 30]
+    #[arg(long, env = "PLAZA_SESSION_RATE_LIMIT", global = true)]
+    pub session_rate_limit: Option<u64>,
+    /// Reverse proxies whose X-Forwarded-For / Forwarded headers name the client, as comma
+    /// separated CIDRs or addresses (e.g. `127.0.0.1,10.0.0.0/8`). [default: none: the peer
+    /// address is the client]
+    #[arg(long, env = "PLAZA_TRUSTED_PROXIES", global = true)]
+    pub trusted_proxies: Option<String>,
     /// Change-log events kept for sync pulls and resumes. [default: 100000]
     #[arg(long, env = "PLAZA_CHANGELOG_RETAIN", global = true)]
     pub changelog_retain: Option<i64>,
@@ -211,6 +223,9 @@ pub struct Config {
     pub max_body_bytes: usize,
     pub rate_limit_max: u64,
     pub rate_limit_window_secs: u64,
+    pub session_rate_limit: u64,
+    #[serde(deserialize_with = "nets")]
+    pub trusted_proxies: Vec<ipnet::IpNet>,
     pub changelog_retain: i64,
     pub durability: String,
     pub read_pool: u32,
@@ -254,6 +269,8 @@ impl Default for Config {
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             rate_limit_max: DEFAULT_RATE_LIMIT_MAX,
             rate_limit_window_secs: DEFAULT_RATE_LIMIT_WINDOW_SECS,
+            session_rate_limit: DEFAULT_SESSION_RATE_LIMIT,
+            trusted_proxies: Vec::new(),
             changelog_retain: DEFAULT_CHANGELOG_RETAIN,
             durability: "normal".into(),
             read_pool: DEFAULT_READ_POOL,
@@ -287,6 +304,18 @@ fn split_list(s: &str) -> Vec<String> {
     s.split(',').map(str::trim).filter(|s| !s.is_empty()).map(String::from).collect()
 }
 
+/// The config file's `trusted_proxies = ["10.0.0.0/8", "127.0.0.1"]`, read like the variable.
+fn nets<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<ipnet::IpNet>, D::Error> {
+    Vec::<String>::deserialize(d)?.iter().map(|n| parse_net(n).map_err(serde::de::Error::custom)).collect()
+}
+
+/// A CIDR, or a bare address meaning just that host.
+fn parse_net(s: &str) -> Result<ipnet::IpNet, String> {
+    s.parse::<ipnet::IpNet>()
+        .or_else(|_| s.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+        .map_err(|_| format!("PLAZA_TRUSTED_PROXIES: '{s}' is not an address or CIDR"))
+}
+
 impl Config {
     /// Defaults, then the config file, then env and flags (clap has already merged those two).
     pub fn from_args(args: &ServeArgs) -> Result<Config, String> {
@@ -302,7 +331,8 @@ impl Config {
         }
         layer!(port <- port, host <- host, db <- db, manifest <- manifest, in_memory <- in_memory,
                dev_mode <- dev_mode, max_body_bytes <- max_body_bytes, rate_limit_max <- rate_limit_max,
-               rate_limit_window_secs <- rate_limit_window, changelog_retain <- changelog_retain,
+               rate_limit_window_secs <- rate_limit_window, session_rate_limit <- session_rate_limit,
+               changelog_retain <- changelog_retain,
                durability <- durability, read_pool <- read_pool, drain_secs <- drain_secs,
                session_ttl_secs <- session_ttl, default_policy <- default_policy, cookie_secure <- cookie_secure,
                ws_outbound_max <- ws_outbound_max, ws_max_frame_bytes <- ws_max_frame_bytes,
@@ -332,6 +362,9 @@ impl Config {
         }
         if let Some(o) = &args.csrf_origins {
             c.csrf_origins = split_list(o);
+        }
+        if let Some(p) = &args.trusted_proxies {
+            c.trusted_proxies = split_list(p).iter().map(|n| parse_net(n)).collect::<Result<_, _>>()?;
         }
         c.validate()?;
         Ok(c)
@@ -384,8 +417,8 @@ impl Config {
         self.workers.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get() / 2)).max(1)
     }
 
-    /// A config for tests: in-memory, dev mode off, no rate limit unless a test sets one.
+    /// A config for tests: in-memory, dev mode off, no rate limits unless a test sets one.
     pub fn for_tests() -> Config {
-        Config { in_memory: true, rate_limit_max: 0, ..Config::default() }
+        Config { in_memory: true, rate_limit_max: 0, session_rate_limit: 0, ..Config::default() }
     }
 }

@@ -7,9 +7,11 @@ use plaza_actors::PlazaError;
 use serde_json::json;
 use thiserror::Error;
 
-#[derive(Debug, Error)]
+#[derive(Debug, Clone, Error)]
 pub enum ApiError {
-    #[error(transparent)]
+    /// Displayed as what a client may read: storage and internal failures say what failed,
+    /// never SQLite's text (that goes to the log, with the request id).
+    #[error("{}", public_message(.0))]
     Plaza(#[from] PlazaError),
     #[error("request body is not valid JSON: {0}")]
     InvalidJson(String),
@@ -47,7 +49,7 @@ impl ApiError {
                 PlazaError::ResyncRequired { .. } => "RESYNC_REQUIRED",
                 PlazaError::Unavailable(_) => "UNAVAILABLE",
                 PlazaError::Overloaded { .. } => "OVERLOADED",
-                PlazaError::Internal(_) => "INTERNAL",
+                PlazaError::Internal(_) | PlazaError::Storage { .. } => "INTERNAL",
             },
             ApiError::InvalidJson(_) => "INVALID_JSON",
             ApiError::RouteNotFound(_) => "ROUTE_NOT_FOUND",
@@ -86,7 +88,7 @@ impl ResponseError for ApiError {
                 PlazaError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
                 PlazaError::ResyncRequired { .. } => StatusCode::GONE,
                 PlazaError::Unavailable(_) | PlazaError::Overloaded { .. } => StatusCode::SERVICE_UNAVAILABLE,
-                PlazaError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+                PlazaError::Internal(_) | PlazaError::Storage { .. } => StatusCode::INTERNAL_SERVER_ERROR,
             },
             ApiError::InvalidJson(_) | ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::RouteNotFound(_) => StatusCode::NOT_FOUND,
@@ -101,7 +103,9 @@ impl ResponseError for ApiError {
     fn error_response(&self) -> HttpResponse {
         let status = self.status_code();
         if status.is_server_error() {
-            tracing::error!(error = %self, "request failed");
+            // Inside the request's span, so the line carries its request id; Debug keeps the
+            // detail the client does not get.
+            tracing::error!(error = ?self, "request failed");
         }
         let mut resp = HttpResponse::build(status);
         match self {
@@ -116,6 +120,14 @@ impl ResponseError for ApiError {
     }
 }
 
+fn public_message(e: &PlazaError) -> String {
+    match e {
+        PlazaError::Storage { failed, .. } => failed.clone(),
+        PlazaError::Internal(_) => "internal error; the details are in the server log".into(),
+        other => other.to_string(),
+    }
+}
+
 impl From<actix::MailboxError> for ApiError {
     fn from(e: actix::MailboxError) -> Self {
         ApiError::Plaza(e.into())
@@ -123,3 +135,24 @@ impl From<actix::MailboxError> for ApiError {
 }
 
 pub type ApiResult<T = HttpResponse> = Result<T, ApiError>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn internal_details_never_reach_the_body() {
+        let storage = ApiError::from(PlazaError::Storage {
+            failed: "the database could not complete the write".into(),
+            detail: "disk I/O error: /var/lib/plaza/plaza.db".into(),
+        });
+        assert_eq!(storage.status_code(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(storage.body(), json!({"error": {"code": "INTERNAL", "message": "the database could not complete the write"}}));
+        assert_eq!(storage.to_string(), "the database could not complete the write", "WS error frames use Display");
+        assert!(format!("{storage:?}").contains("disk I/O error"), "the log line keeps the detail");
+        let internal = ApiError::from(PlazaError::Internal("serde: key must be a string at line 1".into()));
+        assert!(!internal.body().to_string().contains("serde"));
+        let conflict = ApiError::from(PlazaError::Conflict("Todo 'a' already exists".into()));
+        assert_eq!(conflict.body()["error"]["message"], "Todo 'a' already exists", "client errors keep their message");
+    }
+}

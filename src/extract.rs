@@ -6,7 +6,7 @@ use std::pin::Pin;
 
 use actix_web::dev::Payload;
 use actix_web::http::header;
-use actix_web::{web, FromRequest, HttpRequest};
+use actix_web::{web, FromRequest, HttpMessage, HttpRequest};
 use futures_util::StreamExt;
 use serde_json::Value;
 
@@ -122,6 +122,11 @@ impl FromRequest for Auth {
     type Future = Pin<Box<dyn Future<Output = Result<Auth, ApiError>>>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        // Resolved once per request by the `identify` middleware (the rate limit keys on it).
+        if let Some(caller) = req.extensions().get::<crate::middleware::caller::Caller>() {
+            let auth = caller.auth.clone();
+            return Box::pin(async move { auth });
+        }
         let state = state(req).cloned();
         let token = credential(req);
         Box::pin(async move { Auth::resolve(&*state?, token).await })

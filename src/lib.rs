@@ -45,7 +45,8 @@ pub struct AppState {
     pub draining: AtomicBool,
     /// Where uploaded files are stored (`PLAZA_FILES_DIR`, else `<db>.files`).
     pub files_dir: std::path::PathBuf,
-    rate_limit: middleware::rate_limit::Limiter,
+    /// The request and session-creation limiters (tests read how many keys they hold).
+    pub rate_limit: middleware::rate_limit::Limiters,
     /// Keeps the `--in-memory` scratch database alive exactly as long as the app.
     _scratch: Option<tempfile::TempDir>,
 }
@@ -88,8 +89,7 @@ pub fn load_manifest(config: &Config) -> Result<AppManifest, StartError> {
         }
         Ok(None) => {
             tracing::info!(manifest = %path, "no manifest found; starting with an empty app");
-            // `Default` leaves manifest_version at 0, which the check refuses.
-            Ok(AppManifest { manifest_version: 1, ..AppManifest::default() })
+            Ok(AppManifest::default())
         }
         Err(source) => Err(StartError::Manifest { path, source }),
     }
@@ -162,7 +162,8 @@ pub fn build_state_extras(config: Config, manifest: AppManifest, extras: Extras)
     };
     let plaza = plaza_actors::start(options, manifest, settings)
         .map_err(|source| StartError::Store { path: path.display().to_string(), source })?;
-    let rate_limit = middleware::rate_limit::limiter(&config).map_err(StartError::Other)?;
+    let rate_limit = middleware::rate_limit::limiters(&config).map_err(StartError::Other)?;
+    rate_limit.prune_periodically();
     let files_dir = config.files_dir.clone().unwrap_or_else(|| {
         let mut dir = path.clone().into_os_string();
         dir.push(".files");
@@ -224,11 +225,13 @@ pub fn configure(state: web::Data<AppState>) -> impl FnOnce(&mut web::ServiceCon
         if let Some(origin) = default_allow_origin(&state.config) {
             headers = headers.add(("Access-Control-Allow-Origin", origin));
         }
-        let limiter = &state.rate_limit;
+        let (requests, sessions) = (&state.rate_limit.requests, &state.rate_limit.sessions);
         // `wrap` order: the last one runs first.
         let scope = web::scope("")
             .wrap(from_fn(middleware::csrf::check))
-            .wrap(Condition::new(limiter.enabled, Governor::new(&limiter.config)))
+            .wrap(Condition::new(sessions.enabled, Governor::new(&sessions.config)))
+            .wrap(Condition::new(requests.enabled, Governor::new(&requests.config)))
+            .wrap(from_fn(middleware::caller::identify))
             .wrap(cors(&state.config))
             .wrap(headers)
             .wrap(from_fn(middleware::request_log::record))

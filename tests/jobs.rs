@@ -4,10 +4,9 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
-use std::sync::{mpsc, Arc, Mutex};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use actix_web::dev::{Service, ServiceResponse};
@@ -259,55 +258,13 @@ async fn cron_fires_on_time_once_per_due_time_and_once_after_downtime() {
 
 const PROCESS_ADMIN: &str = "jobs-admin";
 
-struct Server {
-    child: Child,
-    base: String,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Starts the built `plaza` on port 0 and reads the port from its `listening on` line. (A
-/// minimal local copy of tests/restart.rs's spawn; a shared harness is on its way.)
-fn start(dir: &std::path::Path) -> Server {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_plaza"))
-        .args(["--port", "0", "--admin-token", PROCESS_ADMIN])
-        .arg("--db")
-        .arg(dir.join("plaza.db"))
-        .arg("--manifest")
-        .arg(dir.join("none.json"))
-        .env("PLAZA_WEBHOOK_ALLOW", "127.0.0.1")
-        .env("PLAZA_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn plaza");
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if let Some(addr) = line.split("listening on ").nth(1) {
-                let _ = tx.send(addr.trim().to_string());
-            }
-        }
-    });
-    let addr = rx.recv_timeout(Duration::from_secs(30)).expect("plaza logs `listening on ADDR`");
-    Server { child, base: format!("http://{addr}") }
+/// The built `plaza` on a database in `dir`, allowed to call webhooks on 127.0.0.1.
+fn start(dir: &std::path::Path) -> common::process::PlazaProcess {
+    up(serve(&dir.join("plaza.db"), PROCESS_ADMIN).env("PLAZA_WEBHOOK_ALLOW", "127.0.0.1"))
 }
 
 async fn admin_call(method: &str, url: String, body: Option<Value>) -> (u16, Value) {
-    let req = awc::Client::default().request(method.parse().unwrap(), url).insert_header(("Authorization", format!("Bearer {PROCESS_ADMIN}")));
-    let mut resp = match body {
-        Some(b) => req.send_json(&b).await,
-        None => req.send().await,
-    }
-    .expect("request");
-    let bytes = resp.body().await.expect("body");
-    (resp.status().as_u16(), serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+    common::remote::send(&awc::Client::default(), Some(PROCESS_ADMIN), method, &url, body.as_ref()).await
 }
 
 /// Accepts one connection on the hook listener (in a thread: it blocks) and hands it back.
@@ -322,16 +279,14 @@ async fn a_job_running_when_the_process_is_killed_runs_again_after_restart() {
     let listener = Arc::new(TcpListener::bind("127.0.0.1:0").unwrap());
     let hook = format!("http://127.0.0.1:{}/hook", listener.local_addr().unwrap().port());
 
-    let server = start(dir.path());
+    let mut server = start(dir.path());
     let (status, body) =
-        admin_call("POST", format!("{}/api/jobs", server.base), Some(json!({"name": "webhook", "payload": {"url": hook, "body": {"n": 1}}}))).await;
+        admin_call("POST", format!("{}/api/jobs", server.base_url()), Some(json!({"name": "webhook", "payload": {"url": hook, "body": {"n": 1}}}))).await;
     assert_eq!(status, 201, "{body}");
     let id = body["id"].as_str().unwrap().to_string();
     // The webhook call has reached us: the job is running. Kill the process mid-call.
     let first = accept(&listener).await;
-    let mut server = server;
-    server.child.kill().unwrap();
-    server.child.wait().unwrap();
+    server.kill().unwrap();
     drop(first);
 
     let server = start(dir.path());
@@ -345,7 +300,7 @@ async fn a_job_running_when_the_process_is_killed_runs_again_after_restart() {
 
     let deadline = Instant::now() + PATIENCE;
     loop {
-        let (status, job) = admin_call("GET", format!("{}/api/jobs/{id}", server.base), None).await;
+        let (status, job) = admin_call("GET", format!("{}/api/jobs/{id}", server.base_url()), None).await;
         assert_eq!(status, 200, "{job}");
         if job["status"] == "succeeded" {
             // The interrupted attempt is not counted against the job.

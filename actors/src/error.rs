@@ -31,6 +31,24 @@ pub enum PlazaError {
     Duplicate(String),
     #[error("internal error: {0}")]
     Internal(String),
+    /// SQLite failed. `failed` says what could not be done, in words a client may read;
+    /// `detail` is SQLite's own text (paths, table names, SQL), for the log only.
+    #[error("{failed}: {detail}")]
+    Storage { failed: String, detail: String },
+}
+
+/// What a storage failure is reported as when nothing more specific is known.
+pub const STORAGE_FAILED: &str = "the database could not complete the request";
+
+impl PlazaError {
+    /// A storage failure re-described as the operation that failed (`"...the write"`); other
+    /// errors are returned unchanged.
+    pub fn failed_while(self, failed: &str) -> PlazaError {
+        match self {
+            PlazaError::Storage { detail, .. } => PlazaError::Storage { failed: failed.into(), detail },
+            other => other,
+        }
+    }
 }
 
 pub type Result<T, E = PlazaError> = std::result::Result<T, E>;
@@ -39,23 +57,53 @@ impl From<rusqlite::Error> for PlazaError {
     fn from(e: rusqlite::Error) -> Self {
         if let rusqlite::Error::SqliteFailure(f, msg) = &e {
             if f.code == rusqlite::ErrorCode::ConstraintViolation {
-                return PlazaError::Conflict(
-                    msg.clone().unwrap_or_else(|| "constraint violation".into()),
-                );
+                // "UNIQUE constraint failed: Todo.title" names only what the manifest declares,
+                // so the fields are worth telling; other constraint texts are SQLite's business.
+                let unique = msg.as_deref().and_then(|m| m.strip_prefix("UNIQUE constraint failed: "));
+                return PlazaError::Conflict(match unique {
+                    Some(fields) => format!("{fields} must be unique: another row already has this value"),
+                    None => "the change breaks a database constraint".into(),
+                });
             }
         }
-        PlazaError::Internal(e.to_string())
+        PlazaError::Storage { failed: STORAGE_FAILED.into(), detail: e.to_string() }
     }
 }
 
 impl From<r2d2::Error> for PlazaError {
     fn from(e: r2d2::Error) -> Self {
-        PlazaError::Unavailable(format!("database pool: {e}"))
+        // r2d2 fails a checkout only by timing out: every read connection stayed busy.
+        tracing::warn!(error = %e, "no read connection became free");
+        PlazaError::Unavailable("the database is busy; retry shortly".into())
     }
 }
 
 impl From<actix::MailboxError> for PlazaError {
     fn from(e: actix::MailboxError) -> Self {
         PlazaError::Unavailable(format!("subsystem unavailable: {e}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn failure(code: i32, msg: &str) -> rusqlite::Error {
+        rusqlite::Error::SqliteFailure(rusqlite::ffi::Error::new(code), Some(msg.into()))
+    }
+
+    #[test]
+    fn sqlite_text_stays_in_the_detail() {
+        let e = PlazaError::from(failure(rusqlite::ffi::SQLITE_IOERR, "disk I/O error: /var/lib/plaza/plaza.db-wal"));
+        let PlazaError::Storage { failed, detail } = e.clone().failed_while("the database could not complete the write") else {
+            panic!("{e:?}")
+        };
+        assert_eq!(failed, "the database could not complete the write");
+        assert!(detail.contains("disk I/O error"), "{detail}");
+        let unique = PlazaError::from(failure(rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE, "UNIQUE constraint failed: Todo.title"));
+        assert_eq!(unique, PlazaError::Conflict("Todo.title must be unique: another row already has this value".into()));
+        let check = PlazaError::from(failure(rusqlite::ffi::SQLITE_CONSTRAINT_CHECK, "CHECK constraint failed: length(x) < 5"));
+        assert_eq!(check, PlazaError::Conflict("the change breaks a database constraint".into()));
+        assert_eq!(PlazaError::NotFound("x".into()).failed_while("w"), PlazaError::NotFound("x".into()));
     }
 }

@@ -9,13 +9,14 @@ use std::time::Duration;
 
 use actix::prelude::*;
 use actix_web::web::Bytes;
-use actix_web::{web, HttpRequest, HttpResponse};
+use actix_web::{web, FromRequest, HttpRequest, HttpResponse};
 use plaza_actors::PlazaError;
 use tokio::sync::mpsc;
 
 use super::resource;
 use crate::error::ApiResult;
-use crate::extract::{credential, Auth};
+use crate::extract::Auth;
+use crate::middleware::caller::caller_ip;
 use crate::live::{self, Backlogged, Closing, Frame, Opened, Sink, StreamCore, StreamSlot};
 use crate::AppState;
 
@@ -34,7 +35,10 @@ async fn events(req: HttpRequest, state: web::Data<AppState>, query: web::Query<
     if state.is_draining() {
         return Err(PlazaError::Unavailable("server is draining; reconnect shortly".into()).into());
     }
-    let auth = Auth::resolve(&state, query.get("token").cloned().or_else(|| credential(&req))).await?;
+    let auth = match query.get("token") {
+        Some(token) => Auth::resolve(&state, Some(token.clone())).await?,
+        None => Auth::extract(&req).await?,
+    };
     let entity = query.get("entity").ok_or_else(|| PlazaError::Validation("?entity= is required".into()))?;
     let filter = live::filter_param(&query)?;
     let since = query
@@ -44,7 +48,7 @@ async fn events(req: HttpRequest, state: web::Data<AppState>, query: web::Query<
         .filter(|s| !s.is_empty())
         .map(|s| s.parse::<i64>().map_err(|_| PlazaError::Validation(format!("since must be an integer seq, got '{s}'"))))
         .transpose()?;
-    let slot = StreamSlot::reserve(&state, req.peer_addr().map(|a| a.ip()), &auth.ctx).await?;
+    let slot = StreamSlot::reserve(&state, caller_ip(&req), &auth.ctx).await?;
     let mut core = StreamCore::new(state.clone(), auth.ctx, slot);
     let pending = core.prepare(SUB_ID.into(), entity, filter.as_ref(), since)?;
     // One slot beyond the bound is kept for the closing notice.

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use actix_web::{web, HttpResponse};
 use futures_util::future::join_all;
 use plaza_actors::model::change::Change;
-use plaza_actors::changelog::{Pull, Pulled};
+use plaza_actors::changelog::{Bounds, Pull, Pulled};
 use plaza_actors::model::policy::AuthContext;
 use plaza_actors::model::rows;
 use plaza_actors::store::writer::WriteOp;
@@ -75,32 +75,50 @@ async fn push(state: web::Data<AppState>, auth: Auth, JsonBody(body): JsonBody) 
     }
     let pending = changes.iter().map(|change| {
         let unit = push_unit(&state, &auth.ctx, change);
+        // A change refused before it is applied still answers with the op_id it was sent with.
+        let sent_op_id = change.get("op_id").and_then(Value::as_str).map(String::from);
         let (state, ctx) = (state.clone(), auth.ctx.clone());
         async move {
             let (op_id, ops) = match unit {
                 Ok(u) => u,
-                Err(e) => return (None, Err(e)),
+                Err(e) => return (sent_op_id, Err(e)),
             };
             (op_id, state.write(&ctx, ops).await)
         }
     });
     let (mut applied_n, mut duplicates) = (0, 0);
     let mut results = Vec::with_capacity(changes.len());
-    for (op_id, outcome) in join_all(pending).await {
+    let mut errors = Vec::new();
+    let mut highest_seq = 0;
+    for (i, (op_id, outcome)) in join_all(pending).await.into_iter().enumerate() {
         results.push(match outcome {
             Ok(done) => {
                 applied_n += 1;
+                highest_seq = done.iter().map(|c| c.seq).fold(highest_seq, i64::max);
                 applied(&op_id, done.first(), false)
             }
             Err(ApiError::Plaza(PlazaError::Duplicate(first))) => {
                 duplicates += 1;
                 let first: Vec<Change> = serde_json::from_str(&first).unwrap_or_default();
+                highest_seq = first.iter().map(|c| c.seq).fold(highest_seq, i64::max);
                 applied(&op_id, first.first(), true)
             }
-            Err(e) => json!({"ok": false, "op_id": op_id, "error": e.body()["error"]}),
+            Err(e) => {
+                // Pylon clients read one string per failed change; name the change they sent.
+                let which = op_id.clone().unwrap_or_else(|| format!("change {i}"));
+                errors.push(format!("{which}: {} {e}", e.code()));
+                json!({"ok": false, "op_id": op_id, "error": e.body()["error"]})
+            }
         });
     }
-    Ok(HttpResponse::Ok().json(json!({"applied": applied_n, "duplicates": duplicates, "results": results})))
+    // Where the log stands after this push (at least as far as what it wrote, even if the
+    // log's own count has not caught up with the commit yet).
+    let last_seq = state.plaza.changelog.send(Bounds).await?.last_seq.max(highest_seq);
+    Ok(HttpResponse::Ok().json(json!({
+        "applied": applied_n, "duplicates": duplicates, "results": results,
+        // Pylon's names for the same answer.
+        "deduped": duplicates, "errors": errors, "cursor": {"last_seq": last_seq},
+    })))
 }
 
 fn number(params: &HashMap<String, String>, name: &str) -> Result<Option<i64>, ApiError> {

@@ -16,6 +16,12 @@ use super::rows::to_sql;
 /// Most rows one list or query returns, whatever the client asks.
 pub const MAX_LIMIT: i64 = 1000;
 pub const DEFAULT_LIST_LIMIT: i64 = 100;
+/// Most comparisons one filter may hold. SQLite refuses expression trees deeper than 1000 and
+/// an `$or` of n terms is n deep, so without this a long filter is a 500 instead of a 400.
+pub const MAX_FILTER_TERMS: usize = 500;
+/// Most values one filter may bind (comparisons plus every `$in` value), well under SQLite's
+/// 32766 parameters per statement, leaving room for the policy's own.
+pub const MAX_FILTER_VALUES: usize = 10_000;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CmpOp {
@@ -220,12 +226,36 @@ fn operand(entity: &EntityDef, field: &str, v: &Value) -> Result<SqlValue> {
 }
 
 pub fn parse_filter(entity: &EntityDef, obj: &Map<String, Value>) -> Result<Filter> {
+    let filter = parse_filter_object(entity, obj)?;
+    let (terms, values) = weigh(&filter);
+    if terms > MAX_FILTER_TERMS {
+        return Err(bad(format!("a filter may hold at most {MAX_FILTER_TERMS} conditions (this one has {terms})")));
+    }
+    if values > MAX_FILTER_VALUES {
+        return Err(bad(format!("a filter may hold at most {MAX_FILTER_VALUES} values (this one has {values})")));
+    }
+    Ok(filter)
+}
+
+/// Conditions and bound values in a filter.
+fn weigh(filter: &Filter) -> (usize, usize) {
+    match filter {
+        Filter::All(parts) | Filter::Any(parts) => {
+            parts.iter().map(weigh).fold((0, 0), |(t, v), (pt, pv)| (t + pt, v + pv))
+        }
+        Filter::Not(inner) => weigh(inner),
+        Filter::In { values, .. } => (1, values.len()),
+        Filter::Cmp { .. } | Filter::Like { .. } | Filter::Contains { .. } => (1, 1),
+    }
+}
+
+fn parse_filter_object(entity: &EntityDef, obj: &Map<String, Value>) -> Result<Filter> {
     let mut parts = Vec::new();
     for (key, v) in obj {
         match key.as_str() {
             "$not" => {
                 let inner = v.as_object().ok_or_else(|| bad("$not takes a filter object"))?;
-                parts.push(Filter::Not(Box::new(parse_filter(entity, inner)?)));
+                parts.push(Filter::Not(Box::new(parse_filter_object(entity, inner)?)));
             }
             "$and" | "$or" => {
                 let items = v.as_array().ok_or_else(|| bad(format!("{key} takes an array of filters")))?;
@@ -234,7 +264,7 @@ pub fn parse_filter(entity: &EntityDef, obj: &Map<String, Value>) -> Result<Filt
                     .map(|i| {
                         i.as_object()
                             .ok_or_else(|| bad(format!("{key} takes an array of filters")))
-                            .and_then(|o| parse_filter(entity, o))
+                            .and_then(|o| parse_filter_object(entity, o))
                     })
                     .collect::<Result<Vec<_>>>()?;
                 parts.push(if key == "$and" { Filter::All(subs) } else { Filter::Any(subs) });

@@ -85,13 +85,23 @@ pub fn open(options: &StoreOptions, manifest: Arc<AppManifest>, policies: Arc<Po
 }
 
 /// Copies the live database at `from` to `to` with SQLite's online backup API: consistent
-/// while a server keeps writing, in small steps so the server is never blocked for long.
+/// while a server keeps writing. All pages go in one step, inside one read transaction: in WAL
+/// mode that blocks no writer, whereas a backup in several steps starts over whenever another
+/// connection commits between them, so under a steady write load it may never finish.
 pub fn backup(from: &Path, to: &Path) -> Result<()> {
     let src = Connection::open_with_flags(from, OpenFlags::SQLITE_OPEN_READ_ONLY)?;
     let mut dst = Connection::open(to)?;
-    rusqlite::backup::Backup::new(&src, &mut dst)?.run_to_completion(256, Duration::from_millis(5), None)?;
+    let copy = rusqlite::backup::Backup::new(&src, &mut dst)?;
+    // A negative page count copies every page in one step; Busy/Locked (the destination is in
+    // use) are worth retrying.
+    while copy.step(-1)? != rusqlite::backup::StepResult::Done {
+        std::thread::sleep(BACKUP_RETRY);
+    }
     Ok(())
 }
+
+/// Pause before a backup step is retried.
+const BACKUP_RETRY: Duration = Duration::from_millis(5);
 
 /// Replaces the database at `to` with the backup `from` (server stopped). The backup is checked
 /// first, so a bad file never replaces a good database.

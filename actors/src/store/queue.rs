@@ -20,10 +20,12 @@ pub struct Limits {
 /// The queue is full for this client; the item is handed back.
 pub struct Full<T>(pub T);
 
+/// One client's waiting items with their op counts, and its total.
+type ClientQueue<T> = (VecDeque<(usize, T)>, usize);
+
 pub struct FairQueue<T> {
     limits: Limits,
-    /// Each client's waiting items with their op counts, and its total.
-    clients: HashMap<Arc<str>, (VecDeque<(usize, T)>, usize)>,
+    clients: HashMap<Arc<str>, ClientQueue<T>>,
     /// Clients with anything waiting, in turn order.
     turns: VecDeque<Arc<str>>,
     queued_ops: usize,

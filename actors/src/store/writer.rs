@@ -231,6 +231,9 @@ fn answer_failed(replies: Vec<Reply>, shapes: &[(bool, usize)], e: PlazaError) {
     }
 }
 
+/// How a storage failure of a write is reported to the client (SQLite's text stays in the log).
+const WRITE_FAILED: &str = "the database could not complete the write";
+
 fn writer_stopped() -> PlazaError {
     PlazaError::Unavailable("writer stopped".into())
 }
@@ -241,7 +244,7 @@ impl Handler<Write> for Writer {
         let rx = self.enqueue(Unit { auth: msg.auth, ops: msg.ops, atomic: true }, ctx);
         Box::pin(async move {
             match rx.await {
-                Ok(Outcome::All(result)) => result,
+                Ok(Outcome::All(result)) => result.map_err(|e| e.failed_while(WRITE_FAILED)),
                 Ok(Outcome::Each(_)) | Err(_) => Err(writer_stopped()),
             }
         })
@@ -254,7 +257,9 @@ impl Handler<WriteEach> for Writer {
         let rx = self.enqueue(Unit { auth: msg.auth, ops: msg.ops, atomic: false }, ctx);
         Box::pin(async move {
             match rx.await {
-                Ok(Outcome::Each(results)) => Ok(results),
+                Ok(Outcome::Each(results)) => {
+                    Ok(results.into_iter().map(|r| r.map_err(|e| e.failed_while(WRITE_FAILED))).collect())
+                }
                 Ok(Outcome::All(_)) | Err(_) => Err(writer_stopped()),
             }
         })
@@ -324,7 +329,10 @@ impl Handler<CommitGroup> for SqliteWriter {
     type Result = Result<GroupCommitted>;
     fn handle(&mut self, msg: CommitGroup, _: &mut SyncContext<Self>) -> Self::Result {
         let (manifest, policies) = (self.manifest.clone(), self.policies.clone());
-        let conn = self.conn.as_mut().map_err(|e| PlazaError::Unavailable(format!("database: {e}")))?;
+        let conn = self.conn.as_mut().map_err(|e| {
+            tracing::error!(error = %e, "no database connection for writing");
+            PlazaError::Unavailable("the database is unreachable".into())
+        })?;
         let tx = conn.transaction()?;
         let now = now_rfc3339();
         let mut outcomes = Vec::with_capacity(msg.0.len());
@@ -448,7 +456,6 @@ fn apply(conn: &Connection, ctx: &OpContext<'_>, op: WriteOp, done: &[Change]) -
                 PlazaError::Conflict(m) if m.contains(&format!("{entity}.id")) => {
                     PlazaError::Conflict(format!("{entity} '{id}' already exists"))
                 }
-                PlazaError::Conflict(m) => PlazaError::Conflict(format!("{m} (unique field already has this value)")),
                 other => other,
             })?;
             (entity, id, ChangeKind::Insert, Some(data), None)
