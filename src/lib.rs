@@ -66,6 +66,7 @@ impl AppState {
     pub fn begin_drain(&self) {
         self.draining.store(true, Ordering::SeqCst);
         self.plaza.streams.do_send(plaza_actors::streams::Drain);
+        self.plaza.jobs.do_send(plaza_actors::jobs::queue::Drain);
     }
 }
 

@@ -7,7 +7,7 @@
 //! it is read from the database. At start every job that was `running` is `pending` again: the
 //! process died while it ran, so it runs again (that interrupted attempt is not counted).
 //!
-//! Messages: `Enqueue`, `Get`, `List`, `Retry`, `Wake`, `Stats`.
+//! Messages: `Enqueue`, `Get`, `List`, `Retry`, `Wake`, `Drain`, `Stats`.
 
 use std::cmp::Reverse;
 use std::collections::{BTreeSet, HashMap};
@@ -49,6 +49,8 @@ pub struct JobQueue {
     settings: JobSettings,
     /// Jobs found running at start, saved as pending again once the actor runs.
     recovered: Vec<Job>,
+    /// Set on SIGTERM: no new attempt starts; running ones finish or run again after restart.
+    draining: bool,
 }
 
 /// The delay before retry `attempt + 1`: `base * 2^(attempt-1)`, capped, with "equal jitter"
@@ -90,6 +92,7 @@ impl JobQueue {
             clock,
             settings,
             recovered: Vec::new(),
+            draining: false,
         };
         for mut job in unfinished {
             if job.status == JobStatus::Running {
@@ -125,7 +128,7 @@ impl JobQueue {
                 self.ready.insert((Reverse(job.priority), run_at, arrival, id));
             }
         }
-        while self.busy < self.settings.workers {
+        while self.busy < self.settings.workers && !self.draining {
             let Some((_, _, _, id)) = self.ready.pop_first() else { break };
             self.start(id, now, ctx);
         }
@@ -395,6 +398,19 @@ impl Handler<Retry> for JobQueue {
                 Ok(job)
             },
         ))
+    }
+}
+
+/// The process is stopping: start no new attempt. Attempts running now finish within the drain
+/// (and are saved), or run again after the restart.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Drain;
+
+impl Handler<Drain> for JobQueue {
+    type Result = ();
+    fn handle(&mut self, _: Drain, _: &mut Context<Self>) {
+        self.draining = true;
     }
 }
 
