@@ -1,5 +1,6 @@
 //! `plaza-load`: a load generator for Plaza, one module per mode: `http` (entity API
-//! throughput and latency), `ws` (live fan-out latency), `idle` (memory per idle WebSocket).
+//! throughput and latency), `ws` (live fan-out latency), `pubsub` (the same over a pub/sub
+//! topic), `idle` (memory per idle WebSocket), `jobs` (jobs/s through the worker pool).
 //! Each mode's module documents what it measures and prints.
 //!
 //! Adding a mode: a module with a clap `Args` struct and `run(Args) -> Result<(), String>`,
@@ -18,6 +19,8 @@
 //! ./target/release/plaza-load http --target http://127.0.0.1:4321 --admin-token "$TOKEN"
 //! ./target/release/plaza-load ws --subscribers 1000 --writes-per-sec 100 --duration-secs 10
 //! ./target/release/plaza-load idle --sockets 10000
+//! ./target/release/plaza-load pubsub --subscribers 1000 --writes-per-sec 100 --duration-secs 10
+//! ./target/release/plaza-load jobs --jobs 20000 --handler-ms 0
 //! ./target/release/plaza-load idle --target http://127.0.0.1:4321 --server-pid "$PID"
 //! ```
 //!
@@ -39,6 +42,7 @@ mod deliveries;
 mod fleet;
 mod http;
 mod idle;
+mod jobs;
 mod probes;
 mod report;
 mod rng;
@@ -60,7 +64,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "plaza-load", about = "Load generator for Plaza: HTTP entity API, WebSocket fan-out, idle sockets")]
+#[command(name = "plaza-load", about = "Load generator for Plaza: HTTP entity API, WebSocket and pub/sub fan-out, idle sockets, jobs")]
 struct Cli {
     #[command(subcommand)]
     command: Cmd,
@@ -74,6 +78,10 @@ enum Cmd {
     Ws(ws::Args),
     /// N idle WebSockets held open; the server's RSS per socket.
     Idle(idle::Args),
+    /// Pub/sub fan-out: N sockets on one topic, publishes at a steady rate, publish → delivery latency.
+    Pubsub(ws::Args),
+    /// Jobs/s through the JobQueue and worker pool, in process, with a no-op or sleeping handler.
+    Jobs(jobs::Args),
 }
 
 fn main() -> ExitCode {
@@ -82,6 +90,8 @@ fn main() -> ExitCode {
         Cmd::Http(args) => http::run(args),
         Cmd::Ws(args) => ws::run(args),
         Cmd::Idle(args) => idle::run(args),
+        Cmd::Pubsub(args) => ws::run_pubsub(args),
+        Cmd::Jobs(args) => jobs::run(args),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
