@@ -444,3 +444,19 @@ impl Handler<Stats> for JobQueue {
         QueueStats { pending: self.pending(), running: self.running.len(), busy_workers: self.busy }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_with_equal_jitter_and_is_capped() {
+        for _ in 0..200 {
+            assert!((50..=100).contains(&backoff_ms(100, 1)));
+            assert!((100..=200).contains(&backoff_ms(100, 2)));
+            assert!((400..=800).contains(&backoff_ms(100, 4)));
+            assert!((MAX_BACKOFF_MS / 2..=MAX_BACKOFF_MS).contains(&backoff_ms(1000, 60)));
+        }
+        assert!(backoff_ms(0, 1) <= 1);
+    }
+}
