@@ -1,6 +1,7 @@
 //! `plaza-load`: a load generator for Plaza, one module per mode: `http` (entity API
 //! throughput and latency), `ws` (live fan-out latency), `pubsub` (the same over a pub/sub
-//! topic), `idle` (memory per idle WebSocket), `jobs` (jobs/s through the worker pool).
+//! topic), `idle` (memory per idle WebSocket), `fairness` (a single writer's latency beside a
+//! client flooding the write queue), `jobs` (jobs/s through the worker pool).
 //! Each mode's module documents what it measures and prints.
 //!
 //! Adding a mode: a module with a clap `Args` struct and `run(Args) -> Result<(), String>`,
@@ -22,6 +23,7 @@
 //! ./target/release/plaza-load pubsub --subscribers 1000 --writes-per-sec 100 --duration-secs 10
 //! ./target/release/plaza-load jobs --jobs 20000 --handler-ms 0
 //! ./target/release/plaza-load idle --target http://127.0.0.1:4321 --server-pid "$PID"
+//! ./target/release/plaza-load fairness --flooders 16 --batch-ops 100 --duration-secs 10
 //! ```
 //!
 //! Without `--target` every mode starts its own server: the `plaza` executable next to its own,
@@ -39,6 +41,7 @@
 //! alone.
 
 mod deliveries;
+mod fairness;
 mod fleet;
 mod http;
 mod idle;
@@ -82,6 +85,8 @@ enum Cmd {
     Pubsub(ws::Args),
     /// Jobs/s through the JobQueue and worker pool, in process, with a no-op or sleeping handler.
     Jobs(jobs::Args),
+    /// One client flooding batches beside a single inserter: the single inserter's latency.
+    Fairness(fairness::Args),
 }
 
 fn main() -> ExitCode {
@@ -92,6 +97,7 @@ fn main() -> ExitCode {
         Cmd::Idle(args) => idle::run(args),
         Cmd::Pubsub(args) => ws::run_pubsub(args),
         Cmd::Jobs(args) => jobs::run(args),
+        Cmd::Fairness(args) => fairness::run(args),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
