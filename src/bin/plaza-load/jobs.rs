@@ -75,10 +75,8 @@ async fn measure(args: Args) -> Result<(), String> {
     let mut in_flight = FuturesUnordered::new();
     let mut failed = 0u64;
     for _ in 0..args.jobs {
-        if in_flight.len() >= IN_FLIGHT {
-            if in_flight.next().await.is_some_and(|outcome| !matches!(outcome, Ok(Ok(_)))) {
-                failed += 1;
-            }
+        if in_flight.len() >= IN_FLIGHT && in_flight.next().await.is_some_and(|outcome| !matches!(outcome, Ok(Ok(_)))) {
+            failed += 1;
         }
         in_flight.push(queue.send(Enqueue { name: "bench".into(), created_by: "admin".into(), ..Enqueue::default() }));
     }
