@@ -185,7 +185,8 @@ async fn sessions_enqueue_public_jobs_and_see_only_their_own() {
 
 #[actix_rt::test]
 async fn priorities_and_run_at_order_the_queue() {
-    // One worker: a job for later waits; among due jobs the higher priority runs first.
+    // One worker and a clock the test moves: a job for later waits however high its priority;
+    // among due jobs the higher priority runs first, then the earlier arrival.
     let order: Arc<Mutex<Vec<i64>>> = Arc::default();
     let seen = order.clone();
     let mut r = registry();
@@ -193,21 +194,34 @@ async fn priorities_and_run_at_order_the_queue() {
         seen.lock().unwrap().push(p.as_i64().unwrap_or(-1));
         Ok(Value::Null)
     });
-    let extras = plaza::Extras { jobs: Some(r), ..Default::default() };
+    let now = chrono::Utc::now().timestamp_millis();
+    let clock = ManualClock::new(now);
+    let extras = plaza::Extras { jobs: Some(r), clock: Some(clock.clone()), ..Default::default() };
     let config = plaza::config::Config { job_workers: 1, ..job_config() };
     let state = plaza::build_state_extras(config, AppManifest::from_json(MANIFEST).unwrap(), extras).unwrap();
-    let app = test::init_service(App::new().configure(plaza::configure(state))).await;
-    // Occupy the only worker so the next three queue up together.
+    let app = test::init_service(App::new().configure(plaza::configure(state.clone()))).await;
+    // Occupy the only worker so the next jobs queue up together.
     let blocker = enqueue(&app, json!({"name": "slow"})).await;
-    let later = chrono::Utc::now() + chrono::Duration::milliseconds(400);
-    let delayed = enqueue(&app, json!({"name": "record", "payload": 4, "priority": 100, "run_at": later.to_rfc3339()})).await;
-    for (p, prio) in [(1, 0), (2, 5), (3, -1)] {
-        enqueue(&app, json!({"name": "record", "payload": p, "priority": prio})).await;
+    let hour_later = now + 3_600_000;
+    let delayed = enqueue(&app, json!({"name": "record", "payload": 4, "priority": 100, "run_at": hour_later})).await;
+    let mut ids = Vec::new();
+    for (p, prio) in [(1, 0), (2, 5), (3, -1), (5, 5)] {
+        ids.push(enqueue(&app, json!({"name": "record", "payload": p, "priority": prio})).await);
     }
-    let job = wait_for(&app, &delayed, |j| j["status"] == "succeeded").await;
-    assert!(chrono::DateTime::parse_from_rfc3339(job["started_at"].as_str().unwrap()).unwrap() >= later);
     wait_for(&app, &blocker, |j| j["status"] == "succeeded").await;
-    assert_eq!(*order.lock().unwrap(), vec![2, 1, 3, 4]);
+    for id in &ids {
+        wait_for(&app, id, |j| j["status"] == "succeeded").await;
+    }
+    assert_eq!(*order.lock().unwrap(), vec![2, 5, 1, 3]);
+    let (_, job) = call(&app, admin(get(&format!("/api/jobs/{delayed}")))).await;
+    assert_eq!(job["status"], "pending");
+
+    clock.advance(3_600_000);
+    state.plaza.jobs.send(plaza_actors::jobs::queue::Wake).await.unwrap();
+    let job = wait_for(&app, &delayed, |j| j["status"] == "succeeded").await;
+    assert_eq!(*order.lock().unwrap(), vec![2, 5, 1, 3, 4]);
+    let started = chrono::DateTime::parse_from_rfc3339(job["started_at"].as_str().unwrap()).unwrap();
+    assert_eq!(started.timestamp_millis(), hour_later, "{job}");
 }
 
 /// 2026-01-01T10:00:00Z

@@ -392,6 +392,19 @@ mod tests {
     }
 
     #[test]
+    fn jobs_need_valid_names_and_six_field_crons() {
+        let err = AppManifest::from_json(r#"{"jobs":[{"name":"a b","cron":"* * * * *"},{"name":"ok","cron":"0 0 * * * *"},{"name":"ok"}]}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("job 'a b': names are"), "{err}");
+        assert!(err.contains("has 5 fields"), "{err}");
+        assert!(err.contains("job 'ok' is declared twice"), "{err}");
+        assert!(AppManifest::from_json(r#"{"jobs":[{"name":"x","cron":"0 60 * * * *"}]}"#).is_err());
+        let m = AppManifest::from_json(r#"{"jobs":[{"name":"report","cron":"0 0 7 * * Mon-Fri","payload":{"a":1}},{"name":"hi","public":true}]}"#).unwrap();
+        assert!(m.jobs[1].public && m.jobs[0].payload.is_some());
+    }
+
+    #[test]
     fn rejects_unknown_types_with_position() {
         let err = AppManifest::from_json(r#"{"entities":[{"name":"T","fields":[{"name":"a","type":"blob"}]}]}"#)
             .unwrap_err()
