@@ -325,3 +325,13 @@ async fn a_job_running_when_the_process_is_killed_runs_again_after_restart() {
         actix_web::rt::time::sleep(Duration::from_millis(10)).await;
     }
 }
+
+#[actix_rt::test]
+async fn built_in_maintenance_jobs_run() {
+    let app = app().await;
+    let cleanup = enqueue(&app, json!({"name": "sessions_cleanup"})).await;
+    let compact = enqueue(&app, json!({"name": "changelog_compact"})).await;
+    assert_eq!(wait_for(&app, &cleanup, |j| j["status"] == "succeeded").await["result"], json!({"ended": 0}));
+    let job = wait_for(&app, &compact, |j| j["status"] == "succeeded").await;
+    assert_eq!(job["result"]["retain"], plaza::config::DEFAULT_CHANGELOG_RETAIN);
+}

@@ -80,7 +80,7 @@ pub fn start(options: StoreOptions, manifest: AppManifest, settings: Settings) -
     // Pub/sub fan-out, like the change log's, gets its own thread.
     let topics = Arc::new(model::topics::TopicRules::from_manifest(&manifest)?);
     let pubsub = pubsub::PubSub::start_in_arbiter(&Arbiter::new().handle(), move |_| pubsub::PubSub::new(topics));
-    let (jobs, scheduler) = start_jobs(&opened.setup, &options_copy, &manifest, writer.clone(), &settings)?;
+    let (jobs, scheduler) = start_jobs(&opened.setup, &options_copy, &manifest, writer.clone(), sessions.clone(), &settings)?;
     Ok(Subsystems { manifest, policies, reader: opened.reader, writer, changelog, sessions, streams, readers, cache, pubsub, jobs, scheduler })
 }
 
@@ -90,9 +90,15 @@ fn start_jobs(
     options: &StoreOptions,
     manifest: &AppManifest,
     writer: Addr<Writer>,
+    sessions: Addr<SessionStore>,
     settings: &Settings,
 ) -> Result<(Addr<jobs::JobQueue>, Addr<jobs::Scheduler>)> {
-    let services = Arc::new(jobs::Services { writer: writer.clone(), changelog_retain: options.changelog_retain, op_retain: options.op_retain });
+    let services = Arc::new(jobs::Services {
+        writer: writer.clone(),
+        sessions,
+        changelog_retain: options.changelog_retain,
+        op_retain: options.op_retain,
+    });
     let registry = settings.jobs.registry.clone();
     let pool = SyncArbiter::start(settings.jobs.workers.max(1), move || jobs::JobWorker::new(registry.clone(), services.clone()));
     let unfinished = jobs::load_unfinished(setup)?;

@@ -4,6 +4,7 @@ use rusqlite::types::Value as SqlValue;
 use serde_json::{json, Value};
 
 use super::JobContext;
+use crate::sessions::PruneExpired;
 use crate::store::writer::WriteOp;
 
 /// Prunes the change log to its retention (`PLAZA_CHANGELOG_RETAIN` events) and the sync-push
@@ -25,13 +26,9 @@ pub fn changelog_compact(ctx: &JobContext, _: &Value) -> Result<Value, String> {
     Ok(json!({"retain": retain, "op_retain": op_retain}))
 }
 
-/// Deletes expired sessions from the database. (The SessionStore also drops them from memory
-/// and closes their streams as it finds them expired.)
+/// Drops expired sessions now: from memory and the database, closing the streams opened with
+/// them (the SessionStore's `PruneExpired`; it also does this on its own timer).
 pub fn sessions_cleanup(ctx: &JobContext, _: &Value) -> Result<Value, String> {
-    let now = chrono::Utc::now().timestamp_millis();
-    ctx.write(vec![WriteOp::Internal {
-        sql: "DELETE FROM _plaza_sessions WHERE expires_at <= ?",
-        params: vec![SqlValue::Integer(now)],
-    }])?;
-    Ok(Value::Null)
+    let ended = ctx.wait(ctx.services.sessions.send(PruneExpired))?.map_err(|e| format!("session store unavailable: {e}"))?;
+    Ok(json!({ "ended": ended }))
 }

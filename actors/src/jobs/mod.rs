@@ -241,6 +241,7 @@ pub struct JobContext {
 /// Subsystems and settings handlers may use.
 pub struct Services {
     pub writer: Addr<Writer>,
+    pub sessions: Addr<crate::sessions::SessionStore>,
     pub changelog_retain: i64,
     pub op_retain: i64,
 }
@@ -254,17 +255,24 @@ impl JobContext {
     /// Commits `ops` through the Writer (all or nothing) and waits for the commit, at most until
     /// the attempt's deadline. Call only from the handler (a worker thread).
     pub fn write(&self, ops: Vec<WriteOp>) -> std::result::Result<(), String> {
-        let (tx, rx) = std::sync::mpsc::channel();
-        let write = self.services.writer.send(Write { auth: job_writer(), ops });
-        actix::System::current().arbiter().spawn(async move {
-            let _ = tx.send(write.await);
-        });
-        match rx.recv_timeout(self.remaining()) {
-            Ok(Ok(Ok(_))) => Ok(()),
-            Ok(Ok(Err(e))) => Err(e.to_string()),
-            Ok(Err(e)) => Err(format!("writer unavailable: {e}")),
-            Err(_) => Err("timed out waiting for the write".into()),
+        match self.wait(self.services.writer.send(Write { auth: job_writer(), ops }))? {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(e) => Err(format!("writer unavailable: {e}")),
         }
+    }
+
+    /// Runs `future` (typically an actor's `send`) on the actix system and blocks this worker
+    /// thread for its answer, at most until the attempt's deadline. Call only from the handler.
+    pub fn wait<R: Send + 'static>(
+        &self,
+        future: impl std::future::Future<Output = R> + Send + 'static,
+    ) -> std::result::Result<R, String> {
+        let (tx, rx) = std::sync::mpsc::channel();
+        actix::System::current().arbiter().spawn(async move {
+            let _ = tx.send(future.await);
+        });
+        rx.recv_timeout(self.remaining()).map_err(|_| "timed out waiting for the answer".to_string())
     }
 }
 
