@@ -55,6 +55,15 @@ pub use plaza_actors::shards::{
 };
 /// A shard player with no subscription leaves after this much silence.
 pub const DEFAULT_SHARD_PLAYER_IDLE_SECS: u64 = 60;
+/// Threads that run job handlers (each runs one attempt at a time).
+pub const DEFAULT_JOB_WORKERS: usize = 2;
+/// First retry delay; each further attempt doubles it (with jitter), capped at an hour.
+pub const DEFAULT_JOB_BACKOFF_MS: u64 = 1_000;
+/// Cache entries and bytes (keys + values) before least-recently-used entries are evicted.
+pub const DEFAULT_CACHE_MAX_ENTRIES: usize = 100_000;
+pub const DEFAULT_CACHE_MAX_BYTES: usize = 64 * 1024 * 1024;
+/// Largest upload, counted while it streams to disk.
+pub const DEFAULT_MAX_UPLOAD_BYTES: u64 = 25 * 1024 * 1024;
 
 #[derive(Debug, Parser)]
 #[command(name = "plaza", version, about = "Plaza: a realtime backend in one binary (HTTP + WebSocket on SQLite)")]
@@ -238,6 +247,27 @@ pub struct ServeArgs {
     /// Seconds after which a shard player with no subscription that sent nothing leaves. [default: 60]
     #[arg(long, env = "PLAZA_SHARD_PLAYER_IDLE_SECS", global = true)]
     pub shard_player_idle_secs: Option<u64>,
+    /// Threads that run job handlers. [default: 2]
+    #[arg(long, env = "PLAZA_JOB_WORKERS", global = true)]
+    pub job_workers: Option<usize>,
+    /// First retry delay of a failed job in ms; doubles per attempt with jitter, capped at 1 h. [default: 1000]
+    #[arg(long, env = "PLAZA_JOB_BACKOFF_MS", global = true)]
+    pub job_backoff_ms: Option<u64>,
+    /// Hosts the `webhook` job may POST to, comma separated (`host` or `host:port`). [default: none]
+    #[arg(long, env = "PLAZA_WEBHOOK_ALLOW", global = true)]
+    pub webhook_allow: Option<String>,
+    /// Cache entries kept before the least recently used are evicted. [default: 100000]
+    #[arg(long, env = "PLAZA_CACHE_MAX_ENTRIES", global = true)]
+    pub cache_max_entries: Option<usize>,
+    /// Cache bytes (keys + values) kept before the least recently used are evicted. [default: 67108864]
+    #[arg(long, env = "PLAZA_CACHE_MAX_BYTES", global = true)]
+    pub cache_max_bytes: Option<usize>,
+    /// Directory for uploaded files. [default: `<database>.files` beside the database]
+    #[arg(long, env = "PLAZA_FILES_DIR", global = true)]
+    pub files_dir: Option<PathBuf>,
+    /// Largest upload in bytes; larger ones get 413 while streaming. [default: 26214400]
+    #[arg(long, env = "PLAZA_MAX_UPLOAD_BYTES", global = true)]
+    pub max_upload_bytes: Option<u64>,
 }
 
 fn parse_bool(s: &str) -> Result<bool, String> {
@@ -303,6 +333,14 @@ pub struct Config {
     pub shard_max_tick_hz: u32,
     pub shard_threads: Option<usize>,
     pub shard_player_idle_secs: u64,
+    pub job_workers: usize,
+    pub job_backoff_ms: u64,
+    pub webhook_allow: Vec<String>,
+    pub cache_max_entries: usize,
+    pub cache_max_bytes: usize,
+    /// `None`: `<db>.files` beside the database (a scratch dir with `--in-memory`).
+    pub files_dir: Option<PathBuf>,
+    pub max_upload_bytes: u64,
 }
 
 impl Default for Config {
@@ -358,6 +396,13 @@ impl Default for Config {
             shard_max_tick_hz: DEFAULT_SHARD_MAX_TICK_HZ,
             shard_threads: None,
             shard_player_idle_secs: DEFAULT_SHARD_PLAYER_IDLE_SECS,
+            job_workers: DEFAULT_JOB_WORKERS,
+            job_backoff_ms: DEFAULT_JOB_BACKOFF_MS,
+            webhook_allow: Vec::new(),
+            cache_max_entries: DEFAULT_CACHE_MAX_ENTRIES,
+            cache_max_bytes: DEFAULT_CACHE_MAX_BYTES,
+            files_dir: None,
+            max_upload_bytes: DEFAULT_MAX_UPLOAD_BYTES,
         }
     }
 }
@@ -416,6 +461,15 @@ impl Config {
         if args.shard_threads.is_some() {
             c.shard_threads = args.shard_threads;
         }
+        layer!(job_workers <- job_workers,
+               job_backoff_ms <- job_backoff_ms, cache_max_entries <- cache_max_entries,
+               cache_max_bytes <- cache_max_bytes, max_upload_bytes <- max_upload_bytes);
+        if args.files_dir.is_some() {
+            c.files_dir = args.files_dir.clone();
+        }
+        if let Some(hosts) = &args.webhook_allow {
+            c.webhook_allow = split_list(hosts);
+        }
         if args.magic_webhook.is_some() {
             c.magic_webhook = args.magic_webhook.clone().filter(|u| !u.is_empty());
         }
@@ -466,6 +520,15 @@ impl Config {
         }
         if !matches!(self.durability.as_str(), "normal" | "full") {
             return Err(format!("PLAZA_DURABILITY must be 'normal' or 'full', got '{}'", self.durability));
+        }
+        if self.job_workers == 0 || self.job_workers > 256 {
+            return Err("PLAZA_JOB_WORKERS must be between 1 and 256".into());
+        }
+        if self.cache_max_entries == 0 || self.cache_max_bytes == 0 {
+            return Err("PLAZA_CACHE_MAX_ENTRIES and PLAZA_CACHE_MAX_BYTES must be positive".into());
+        }
+        if self.max_upload_bytes == 0 {
+            return Err("PLAZA_MAX_UPLOAD_BYTES must be positive".into());
         }
         self.validate_rooms()
     }

@@ -14,6 +14,7 @@ pub mod live;
 pub mod mailer;
 pub mod metrics;
 pub mod middleware;
+pub mod webhook;
 pub mod ws;
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -43,6 +44,8 @@ pub struct AppState {
     pub started: Instant,
     /// Set on SIGTERM: `/ready` answers 503 while in-flight work finishes.
     pub draining: AtomicBool,
+    /// Where uploaded files are stored (`PLAZA_FILES_DIR`, else `<db>.files`).
+    pub files_dir: std::path::PathBuf,
     /// The request and session-creation limiters (tests read how many keys they hold).
     pub rate_limit: middleware::rate_limit::Limiters,
     /// Keeps the `--in-memory` scratch database alive exactly as long as the app.
@@ -64,6 +67,7 @@ impl AppState {
     pub fn begin_drain(&self) {
         self.draining.store(true, Ordering::SeqCst);
         self.plaza.streams.do_send(plaza_actors::streams::Drain);
+        self.plaza.jobs.do_send(plaza_actors::jobs::queue::Drain);
     }
 
     /// Saves the state of every room that persists (the last step of a drain); answers how
@@ -125,7 +129,7 @@ pub fn build_state_full(
     manifest: AppManifest,
     mailer: Arc<dyn mailer::CodeSender>,
 ) -> Result<web::Data<AppState>, StartError> {
-    build_state_with_simulations(config, manifest, mailer, SimulationKinds::default())
+    build_state_extras(config, manifest, Extras { mailer: Some(mailer), ..Extras::default() })
 }
 
 /// As [`build_state_full`], with the simulation kinds shards may run: an app embedding Plaza
@@ -136,6 +140,25 @@ pub fn build_state_with_simulations(
     mailer: Arc<dyn mailer::CodeSender>,
     simulations: SimulationKinds,
 ) -> Result<web::Data<AppState>, StartError> {
+    build_state_extras(config, manifest, Extras { mailer: Some(mailer), simulations: Some(simulations), ..Extras::default() })
+}
+
+/// What an embedding app or a test can plug in beyond the config.
+#[derive(Default)]
+pub struct Extras {
+    /// Delivers magic sign-in codes; `None`: from the config (log or webhook).
+    pub mailer: Option<Arc<dyn mailer::CodeSender>>,
+    /// Wall-clock time for cache TTLs, jobs and cron; `None`: the system clock.
+    pub clock: Option<plaza_actors::clock::SharedClock>,
+    /// Job handlers beyond the built-in ones (a handler of the same name replaces a built-in).
+    pub jobs: Option<plaza_actors::jobs::Registry>,
+    /// Simulation kinds for shards; `None`: the built-in ones.
+    pub simulations: Option<SimulationKinds>,
+}
+
+/// As [`build_state_with`], with extras plugged in.
+pub fn build_state_extras(config: Config, manifest: AppManifest, extras: Extras) -> Result<web::Data<AppState>, StartError> {
+    let mailer = extras.mailer.clone().unwrap_or_else(|| mailer::from_config(config.magic_webhook.as_deref()));
     plaza_actors::model::check(&manifest).map_err(|source| StartError::Manifest { path: "(given)".into(), source })?;
     config.validate().map_err(StartError::Other)?;
     let (path, scratch) = if config.in_memory {
@@ -158,15 +181,28 @@ pub fn build_state_with_simulations(
         read_threads: config.read_pool as usize,
         streams_per_ip: config.ws_max_per_ip,
         rooms: config.room_settings(),
-        simulations,
+        simulations: extras.simulations.unwrap_or_default(),
         shard_limits: config.shard_limits(),
         shard_observer: metrics.shards.clone(),
+        clock: extras.clock.clone().unwrap_or_else(plaza_actors::clock::system),
+        cache: plaza_actors::cache::Limits { max_entries: config.cache_max_entries, max_bytes: config.cache_max_bytes },
+        jobs: plaza_actors::jobs::JobSettings {
+            workers: config.job_workers,
+            backoff_ms: config.job_backoff_ms,
+            registry: job_registry(&config, extras.jobs),
+            observer: Arc::new(metrics.jobs.clone()),
+        },
     };
     let plaza = plaza_actors::start(options, manifest, settings)
         .map_err(|source| StartError::Store { path: path.display().to_string(), source })?;
     metrics.watch_rooms(plaza.rooms.stats.clone()).map_err(|e| StartError::Other(e.to_string()))?;
     let rate_limit = middleware::rate_limit::limiters(&config).map_err(StartError::Other)?;
     rate_limit.prune_periodically();
+    let files_dir = config.files_dir.clone().unwrap_or_else(|| {
+        let mut dir = path.clone().into_os_string();
+        dir.push(".files");
+        dir.into()
+    });
     Ok(web::Data::new(AppState {
         config,
         plaza,
@@ -174,9 +210,20 @@ pub fn build_state_with_simulations(
         mailer,
         started: Instant::now(),
         draining: AtomicBool::new(false),
+        files_dir,
         rate_limit,
         _scratch: scratch,
     }))
+}
+
+/// The built-in handlers (`changelog_compact`, `sessions_cleanup`, `webhook`) and the app's own.
+fn job_registry(config: &Config, extra: Option<plaza_actors::jobs::Registry>) -> plaza_actors::jobs::Registry {
+    let mut registry = plaza_actors::jobs::Registry::with_builtins();
+    registry.register("webhook", webhook::Webhook::new(config.webhook_allow.clone()));
+    if let Some(extra) = extra {
+        registry.extend(extra);
+    }
+    registry
 }
 
 fn cors(config: &Config) -> Cors {

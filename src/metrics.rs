@@ -23,6 +23,87 @@ pub struct Metrics {
     pub fanout_latency: Histogram,
     /// What the shards report (ticks, lateness, inputs, crashes); shared with them.
     pub shards: Arc<shards::ShardMetrics>,
+    pub jobs: JobMetrics,
+}
+
+/// Job counters and timings, fed by the JobQueue through `JobObserver`.
+#[derive(Clone)]
+pub struct JobMetrics {
+    pub queued: IntCounter,
+    pub succeeded: IntCounter,
+    pub failed_attempts: IntCounter,
+    pub dead: IntCounter,
+    pub pending: IntGauge,
+    pub running: IntGauge,
+    /// Due (`run_at`) → attempt started.
+    pub queue_latency: Histogram,
+    pub run_time: Histogram,
+}
+
+/// Job timings run from milliseconds to minutes.
+const JOB_BUCKETS: [f64; 14] = [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0, 30.0, 60.0, 300.0];
+
+impl JobMetrics {
+    fn new(registry: &Registry) -> Result<JobMetrics, prometheus::Error> {
+        let counter = |name: &str, help: &str| -> Result<IntCounter, prometheus::Error> {
+            let c = IntCounter::new(name, help)?;
+            registry.register(Box::new(c.clone()))?;
+            Ok(c)
+        };
+        let gauge = |name: &str, help: &str| -> Result<IntGauge, prometheus::Error> {
+            let g = IntGauge::new(name, help)?;
+            registry.register(Box::new(g.clone()))?;
+            Ok(g)
+        };
+        let histogram = |name: &str, help: &str| -> Result<Histogram, prometheus::Error> {
+            let h = Histogram::with_opts(HistogramOpts::new(name, help).buckets(JOB_BUCKETS.to_vec()))?;
+            registry.register(Box::new(h.clone()))?;
+            Ok(h)
+        };
+        Ok(JobMetrics {
+            queued: counter("jobs_queued_total", "Jobs enqueued")?,
+            succeeded: counter("jobs_succeeded_total", "Jobs that succeeded")?,
+            failed_attempts: counter("jobs_failed_attempts_total", "Job attempts that failed (error, panic or timeout)")?,
+            dead: counter("jobs_dead_total", "Jobs dead-lettered after their last attempt")?,
+            pending: gauge("jobs_pending", "Jobs waiting to run")?,
+            running: gauge("jobs_running", "Job attempts running")?,
+            queue_latency: histogram("job_queue_latency_seconds", "Time from a job being due to its attempt starting")?,
+            run_time: histogram("job_run_seconds", "Time one attempt ran")?,
+        })
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        let hist = |h: &Histogram| summary(prometheus::core::Metric::metric(h).get_histogram());
+        serde_json::json!({
+            "queued": self.queued.get(), "pending": self.pending.get(), "running": self.running.get(),
+            "succeeded": self.succeeded.get(), "failed_attempts": self.failed_attempts.get(), "dead": self.dead.get(),
+            "queue_latency": hist(&self.queue_latency), "run_time": hist(&self.run_time),
+        })
+    }
+}
+
+impl plaza_actors::jobs::JobObserver for JobMetrics {
+    fn queued(&self) {
+        self.queued.inc();
+    }
+    fn started(&self, queue_latency: std::time::Duration) {
+        self.queue_latency.observe(queue_latency.as_secs_f64());
+    }
+    fn succeeded(&self, run_time: std::time::Duration) {
+        self.succeeded.inc();
+        self.run_time.observe(run_time.as_secs_f64());
+    }
+    fn failed(&self, run_time: std::time::Duration) {
+        self.failed_attempts.inc();
+        self.run_time.observe(run_time.as_secs_f64());
+    }
+    fn dead(&self) {
+        self.dead.inc();
+    }
+    fn depth(&self, pending: usize, running: usize) {
+        self.pending.set(pending as i64);
+        self.running.set(running as i64);
+    }
 }
 
 /// Latency buckets (seconds): fine below 10 ms, where a healthy request lands.
@@ -58,7 +139,8 @@ impl Metrics {
         registry.register(Box::new(slow_consumers.clone()))?;
         registry.register(Box::new(fanout_latency.clone()))?;
         let shards = Arc::new(shards::ShardMetrics::new(&registry)?);
-        Ok(Metrics { registry, requests_total, requests, latency, streams_open, frames_in, frames_out, slow_consumers, fanout_latency, shards })
+        let jobs = JobMetrics::new(&registry)?;
+        Ok(Metrics { registry, requests_total, requests, latency, streams_open, frames_in, frames_out, slow_consumers, fanout_latency, shards, jobs })
     }
 
     pub fn ws_json(&self) -> serde_json::Value {

@@ -3,11 +3,15 @@
 
 pub mod admin;
 pub mod auth;
+pub mod cache;
 pub mod entities;
 pub mod events;
+pub mod files;
+pub mod jobs;
 pub mod ops;
 pub mod rooms;
 pub mod shards;
+pub mod pubsub;
 pub mod sync;
 
 use actix_web::{web, HttpRequest};
@@ -54,6 +58,17 @@ pub const API_ROUTES: &[(&str, &str, &str, &str)] = &[
     ("delete", "/api/shards/{id}", "Stop a shard; a persisting one saves its snapshot (admin)", "shards"),
     ("post", "/api/shards/{id}/input", "Queue an input for the next tick as the session's user", "shards"),
     ("get", "/api/shards/{id}/connect", "Server-Sent Events: a shard's snapshots", "shards"),
+    ("post", "/api/cache", "Cache command: SET, GET, DEL, INCR, EXPIRE (admin)", "cache"),
+    ("get", "/api/cache/{key}", "A cached value (admin)", "cache"),
+    ("delete", "/api/cache/{key}", "Remove a cached value (admin)", "cache"),
+    ("post", "/api/pubsub/publish", "Publish a message to a topic's subscribed sockets", "pubsub"),
+    ("post", "/api/jobs", "Enqueue a job (admin; sessions for jobs marked public)", "jobs"),
+    ("get", "/api/jobs", "Jobs by status, newest first (admin)", "jobs"),
+    ("get", "/api/jobs/{id}", "One job: status, attempts, errors, times", "jobs"),
+    ("post", "/api/jobs/{id}/retry", "Make a dead job pending again (admin)", "jobs"),
+    ("post", "/api/files/upload", "Upload a file (multipart field `file`, session required)", "files"),
+    ("get", "/api/files/{id}", "Download a file", "files"),
+    ("delete", "/api/files/{id}", "Delete a file (owner or admin)", "files"),
 ];
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
@@ -65,6 +80,10 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     events::routes(cfg);
     rooms::routes(cfg);
     shards::routes(cfg);
+    cache::routes(cfg);
+    pubsub::routes(cfg);
+    jobs::routes(cfg);
+    files::routes(cfg);
 }
 
 pub async fn route_not_found(req: HttpRequest) -> ApiResult {

@@ -49,12 +49,17 @@ async fn metrics(state: web::Data<AppState>, req: HttpRequest) -> ApiResult {
             .body(state.metrics.prometheus_text()));
     }
     let bounds = state.plaza.changelog.send(Bounds).await?;
+    let pubsub = state.plaza.pubsub.send(plaza_actors::pubsub::Stats).await?;
+    let cache = state.plaza.cache.send(plaza_actors::cache::Stats).await?;
     Ok(HttpResponse::Ok().json(json!({
         "requests": state.metrics.requests_json(),
         "changelog": {"last_seq": bounds.last_seq, "oldest_seq": bounds.oldest_seq},
         "ws": state.metrics.ws_json(),
         "rooms": crate::metrics::rooms_json(&state.plaza.rooms.stats),
         "shards": state.metrics.shards.json(),
+        "jobs": state.metrics.jobs.json(),
+        "pubsub": pubsub,
+        "cache": cache,
         "uptime_s": state.started.elapsed().as_secs(),
     })))
 }

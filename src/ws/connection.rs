@@ -62,9 +62,7 @@ impl Connection {
                 let kind = kind.to_owned();
                 self.on_shard_frame(&kind, frame, ctx)
             }
-            "pubsub_subscribe" | "pubsub_unsubscribe" => {
-                self.error(ctx, "NOT_IMPLEMENTED", format!("'{kind}' is not available on this server yet"), None)
-            }
+            "pubsub_subscribe" | "pubsub_unsubscribe" => super::pubsub::on_frame(self, kind, &frame, ctx),
             _ => self.error(ctx, "BAD_FRAME", format!("unknown frame type '{kind}'"), None),
         }
     }
@@ -164,6 +162,7 @@ impl Actor for Connection {
         live::stopped(&self.core);
         self.rooms.leave_all(self.core.id());
         live::shards::stopped(self);
+        super::pubsub::stopped(self);
     }
 }
 

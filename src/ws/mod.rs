@@ -2,6 +2,7 @@
 //! shares with SSE (`crate::live`).
 
 pub mod connection;
+pub mod pubsub;
 
 use std::collections::HashMap;
 

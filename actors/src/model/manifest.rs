@@ -27,11 +27,41 @@ pub struct AppManifest {
     pub policies: Vec<PolicyDef>,
     #[serde(default)]
     pub rooms: Option<RoomsDef>,
-    /// Sections owned by later subsystems; kept verbatim until they are read.
     #[serde(default)]
     pub shards: Vec<ShardDef>,
+    /// Job names sessions may enqueue (`"public": true`) and cron entries (`"cron"`).
     #[serde(default)]
-    pub jobs: Option<Value>,
+    pub jobs: Vec<JobDef>,
+    /// Who may publish and subscribe to pub/sub topics.
+    #[serde(default)]
+    pub topics: Vec<TopicDef>,
+}
+
+/// A manifest `jobs` entry: `{"name","cron?","payload?","public?"}`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JobDef {
+    pub name: String,
+    /// Six fields with seconds (`sec min hour day-of-month month day-of-week`), UTC.
+    #[serde(default)]
+    pub cron: Option<String>,
+    #[serde(default)]
+    pub payload: Option<Value>,
+    /// Sessions may enqueue this job over HTTP (the admin may enqueue any).
+    #[serde(default)]
+    pub public: bool,
+}
+
+/// A manifest `topics` entry: a glob `pattern` (`*` matches any run of characters) and the
+/// rules for it; a missing rule falls back to the default (sessions subscribe, admin publishes).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TopicDef {
+    pub pattern: String,
+    #[serde(default)]
+    pub publish: Option<String>,
+    #[serde(default)]
+    pub subscribe: Option<String>,
 }
 
 fn default_manifest_version() -> u32 {
@@ -50,7 +80,8 @@ impl Default for AppManifest {
             policies: Vec::new(),
             rooms: None,
             shards: Vec::new(),
-            jobs: None,
+            jobs: Vec::new(),
+            topics: Vec::new(),
         }
     }
 }
@@ -366,6 +397,20 @@ impl AppManifest {
                 problems.push(format!("shard '{sn}': tick_hz must be between 1 and {MAX_TICK_HZ}"));
             }
         }
+        let mut job_names = HashSet::new();
+        for job in &self.jobs {
+            let n = &job.name;
+            let valid = !n.is_empty() && n.len() <= 128 && n.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | ':'));
+            if !valid {
+                problems.push(format!("job '{n}': names are 1 to 128 letters, digits or _ - . :"));
+            }
+            if !job_names.insert(n.as_str()) {
+                problems.push(format!("job '{n}' is declared twice"));
+            }
+            if let Some(Err(e)) = job.cron.as_deref().map(parse_cron) {
+                problems.push(format!("job '{n}': {e}"));
+            }
+        }
         if problems.is_empty() {
             Ok(())
         } else {
@@ -387,6 +432,17 @@ impl EntityDef {
     pub fn has_column(&self, name: &str) -> bool {
         SYSTEM_FIELDS.contains(&name) || self.field(name).is_some()
     }
+}
+
+/// Parses a cron expression: six fields with seconds, UTC (a seventh, the year, is accepted).
+pub fn parse_cron(expr: &str) -> Result<cron::Schedule> {
+    let fields = expr.split_whitespace().count();
+    if !(6..=7).contains(&fields) {
+        return Err(PlazaError::Validation(format!(
+            "cron '{expr}' has {fields} fields; expected six: sec min hour day-of-month month day-of-week"
+        )));
+    }
+    <cron::Schedule as std::str::FromStr>::from_str(expr).map_err(|e| PlazaError::Validation(format!("cron '{expr}': {e}")))
 }
 
 fn toml_to_json(text: &str) -> Result<Value> {
@@ -490,6 +546,19 @@ mod tests {
         assert!(validate_room_name("game-1:a_b.c").is_ok());
         assert!(validate_room_name("").is_err() && validate_room_name("a b").is_err());
         assert!(validate_room_name(&"x".repeat(129)).is_err());
+    }
+
+    #[test]
+    fn jobs_need_valid_names_and_six_field_crons() {
+        let err = AppManifest::from_json(r#"{"jobs":[{"name":"a b","cron":"* * * * *"},{"name":"ok","cron":"0 0 * * * *"},{"name":"ok"}]}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("job 'a b': names are"), "{err}");
+        assert!(err.contains("has 5 fields"), "{err}");
+        assert!(err.contains("job 'ok' is declared twice"), "{err}");
+        assert!(AppManifest::from_json(r#"{"jobs":[{"name":"x","cron":"0 60 * * * *"}]}"#).is_err());
+        let m = AppManifest::from_json(r#"{"jobs":[{"name":"report","cron":"0 0 7 * * Mon-Fri","payload":{"a":1}},{"name":"hi","public":true}]}"#).unwrap();
+        assert!(m.jobs[1].public && m.jobs[0].payload.is_some());
     }
 
     #[test]

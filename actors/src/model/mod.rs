@@ -8,6 +8,7 @@ pub mod manifest;
 pub mod policy;
 pub mod query;
 pub mod rows;
+pub mod topics;
 
 use crate::error::{PlazaError, Result};
 use manifest::AppManifest;
@@ -19,9 +20,19 @@ pub fn check(manifest: &AppManifest) -> Result<()> {
     manifest.validate()?;
     let policies = Policies::from_manifest(manifest, DefaultPolicy::Allow).map(drop);
     let rooms = RoomRules::from_manifest(manifest).map(drop);
-    match (policies, rooms) {
-        (Err(PlazaError::Validation(a)), Err(PlazaError::Validation(b))) => Err(PlazaError::Validation(format!("{a}\n{b}"))),
-        (Err(e), _) | (_, Err(e)) => Err(e),
-        (Ok(()), Ok(())) => Ok(()),
+    let topics = topics::TopicRules::from_manifest(manifest).map(drop);
+    // Every expression problem at once, as `plaza check` promises.
+    let problems: Vec<String> = [policies, rooms, topics]
+        .into_iter()
+        .filter_map(Result::err)
+        .map(|e| match e {
+            PlazaError::Validation(m) => m,
+            other => other.to_string(),
+        })
+        .collect();
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(PlazaError::Validation(problems.join("\n")))
     }
 }

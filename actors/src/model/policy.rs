@@ -338,6 +338,26 @@ impl RoomRules {
     }
 }
 
+/// A rule over a context other than an entity row (pub/sub topics): `auth.*` and
+/// `<root>.<field>` for the context's fields, in the same language and with the same semantics
+/// as row policies. The admin passes every rule.
+#[derive(Debug, Clone)]
+pub struct ContextRule {
+    expr: Expr,
+}
+
+impl ContextRule {
+    /// Parses `src`, where `root.<field>` names one of `fields` (all strings).
+    pub fn parse(src: &str, root: &'static str, fields: &[&str]) -> std::result::Result<ContextRule, String> {
+        parse(src, Scope::Context { root, fields }).map(|expr| ContextRule { expr })
+    }
+
+    /// Whether `auth` passes the rule for this context (field name → value).
+    pub fn allows(&self, auth: &AuthContext, context: &Row) -> bool {
+        auth.admin || compile(&self.expr, auth, Env { old: None, room: None }).allows(context)
+    }
+}
+
 // ---------------------------------------------------------------- compile
 
 enum Operand {
@@ -495,12 +515,13 @@ fn lex(src: &str) -> std::result::Result<Vec<(Tok, usize)>, String> {
     Ok(out)
 }
 
-/// What an expression is about: a row of `entity` (`data.*`, and `old.*` in update rules), or
-/// a room (`room.name`).
+/// What an expression is about: a row of `entity` (`data.*`, and `old.*` in update rules), a
+/// room (`room.name`), or another context such as a pub/sub topic (`topic.name`).
 #[derive(Clone, Copy)]
 enum Scope<'a> {
     Row { entity: &'a EntityDef, allow_old: bool },
     Room,
+    Context { root: &'static str, fields: &'a [&'a str] },
 }
 
 struct Parser<'a> {
@@ -570,7 +591,7 @@ impl Parser<'_> {
             if let (Expr::Data(f), false) = (&right, matches!(left, Expr::Data(_))) {
                 let entity = match self.scope {
                     Scope::Row { entity, .. } => Some(entity),
-                    Scope::Room => None,
+                    Scope::Room | Scope::Context { .. } => None,
                 };
                 if entity.and_then(|e| e.field(f)).map(|d| &d.ty) != Some(&FieldType::Json) {
                     return Err(format!("{}: `x in data.{f}` needs a json field holding an array", self.here()));
@@ -639,8 +660,9 @@ impl Parser<'_> {
             Some((Tok::Ident(path), _)) if !matches!(path.as_str(), "true" | "false" | "null" | "in") => {
                 self.at += 1;
                 let roots = match self.scope {
-                    Scope::Row { .. } => "auth.* or data.*",
-                    Scope::Room => "auth.* or room.name",
+                    Scope::Row { .. } => "auth.* or data.*".to_string(),
+                    Scope::Room => "auth.* or room.name".to_string(),
+                    Scope::Context { root, .. } => format!("auth.* or {root}.*"),
                 };
                 let (root, field) = path.split_once('.').ok_or_else(|| format!("{here}: '{path}' is not {roots}"))?;
                 match (root, self.scope) {
@@ -653,6 +675,12 @@ impl Parser<'_> {
                     ("room", Scope::Room) if field == "name" => Ok(Expr::Room("name")),
                     ("room", Scope::Room) => Err(format!("{here}: unknown room.{field} (expected room.name)")),
                     ("data" | "old", Scope::Room) => Err(format!("{here}: {root}.* is not available in room rules (auth.* and room.name are)")),
+                    // A context's fields compile like a row's, over the context's values.
+                    (r, Scope::Context { root, fields }) if r == root => match fields.contains(&field) {
+                        true => Ok(Expr::Data(field.to_string())),
+                        false => Err(format!("{here}: unknown {root}.{field}")),
+                    },
+                    ("data" | "old", Scope::Context { root, .. }) => Err(format!("{here}: {path} is not available here ({root}.* is)")),
                     ("data" | "old", Scope::Row { entity, .. }) if !entity.has_column(field) => {
                         Err(format!("{here}: {} has no field '{field}'", entity.name))
                     }

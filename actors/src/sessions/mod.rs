@@ -205,26 +205,49 @@ impl Actor for SessionStore {
     fn started(&mut self, ctx: &mut Context<Self>) {
         let every = PRUNE_INTERVAL.min(Duration::from_millis(self.ttl_ms as u64 / 4)).max(MIN_PRUNE_INTERVAL);
         ctx.run_interval(every, |act, ctx| {
-            let now = now_ms();
-            let mut expired = Vec::new();
-            act.sessions.retain(|selector, s| {
-                let live = s.expires_at_ms > now;
-                if !live {
-                    expired.push(selector.as_str().into());
-                }
-                live
-            });
-            act.ended.do_send(SessionsEnded { sessions: expired });
-            act.codes.retain(|_, c| c.expires_at_ms > now);
-            let window = MAGIC_SEND_WINDOW.as_millis() as i64;
-            act.sends.retain(|_, times| times.back().is_some_and(|t| now - t < window));
-            let op = WriteOp::Internal { sql: "DELETE FROM _plaza_sessions WHERE expires_at <= ?", params: vec![SqlValue::Integer(now)] };
-            act.persist(vec![op]).into_actor(act).map(|r, _, _| {
-                if let Err(e) = r {
-                    tracing::warn!(error = %e, "could not prune expired sessions");
-                }
-            }).spawn(ctx);
+            act.prune(ctx);
         });
+    }
+}
+
+impl SessionStore {
+    /// Drops expired sessions (closing their streams) and codes, in memory and on disk;
+    /// answers how many sessions ended.
+    fn prune(&mut self, ctx: &mut Context<Self>) -> usize {
+        let now = now_ms();
+        let mut expired = Vec::new();
+        self.sessions.retain(|selector, s| {
+            let live = s.expires_at_ms > now;
+            if !live {
+                expired.push(selector.as_str().into());
+            }
+            live
+        });
+        let ended = expired.len();
+        self.ended.do_send(SessionsEnded { sessions: expired });
+        self.codes.retain(|_, c| c.expires_at_ms > now);
+        let window = MAGIC_SEND_WINDOW.as_millis() as i64;
+        self.sends.retain(|_, times| times.back().is_some_and(|t| now - t < window));
+        let op = WriteOp::Internal { sql: "DELETE FROM _plaza_sessions WHERE expires_at <= ?", params: vec![SqlValue::Integer(now)] };
+        self.persist(vec![op]).into_actor(self).map(|r, _, _| {
+            if let Err(e) = r {
+                tracing::warn!(error = %e, "could not prune expired sessions");
+            }
+        }).spawn(ctx);
+        ended
+    }
+}
+
+/// Prune expired sessions now (the `sessions_cleanup` job; the store also does it on a timer).
+/// Answers how many sessions ended.
+#[derive(Message)]
+#[rtype(result = "usize")]
+pub struct PruneExpired;
+
+impl Handler<PruneExpired> for SessionStore {
+    type Result = usize;
+    fn handle(&mut self, _: PruneExpired, ctx: &mut Context<Self>) -> usize {
+        self.prune(ctx)
     }
 }
 

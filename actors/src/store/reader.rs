@@ -47,6 +47,12 @@ impl Reader {
         }
     }
 
+    /// Runs `f` on a read connection, for Plaza's own tables (jobs, files, shard snapshots).
+    pub fn with_conn<R>(&self, f: impl FnOnce(&rusqlite::Connection) -> Result<R>) -> Result<R> {
+        let conn = self.pool.get()?;
+        f(&conn)
+    }
+
     pub fn entity(&self, name: &str) -> Result<&EntityDef> {
         self.manifest.entity(name).ok_or_else(|| PlazaError::UnknownEntity(name.to_string()))
     }
@@ -177,12 +183,6 @@ impl Reader {
             Ok((state, version.max(0) as u64))
         })
         .transpose()
-    }
-
-    /// Runs `f` on a pooled read connection (subsystems' own tables, e.g. stored shard snapshots).
-    pub fn with_conn<R>(&self, f: impl FnOnce(&rusqlite::Connection) -> Result<R>) -> Result<R> {
-        let conn = self.pool.get()?;
-        f(&conn)
     }
 
     /// Whether the read side answers at all (readiness).

@@ -31,6 +31,20 @@ CREATE TABLE IF NOT EXISTS _plaza_rooms (
 CREATE TABLE IF NOT EXISTS _plaza_shards (
     name TEXT PRIMARY KEY, sim TEXT NOT NULL, tick INTEGER NOT NULL, snapshot TEXT NOT NULL,
     saved_at INTEGER NOT NULL);
+-- Background jobs (jobs::queue); times in ms since the epoch, errors a JSON array per attempt.
+CREATE TABLE IF NOT EXISTS _plaza_jobs (
+    id TEXT PRIMARY KEY, name TEXT NOT NULL, payload TEXT NOT NULL, status TEXT NOT NULL,
+    priority INTEGER NOT NULL, run_at INTEGER NOT NULL, attempts INTEGER NOT NULL,
+    max_attempts INTEGER NOT NULL, timeout_ms INTEGER NOT NULL, last_error TEXT,
+    errors TEXT NOT NULL, result TEXT, created_by TEXT NOT NULL, created_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL, started_at INTEGER, finished_at INTEGER);
+CREATE INDEX IF NOT EXISTS _plaza_jobs_status ON _plaza_jobs (status, created_at);
+-- The last fire time of each cron entry (jobs::scheduler).
+CREATE TABLE IF NOT EXISTS _plaza_cron (name TEXT PRIMARY KEY, last_fire INTEGER NOT NULL);
+-- Uploaded files' metadata; the bytes are in PLAZA_FILES_DIR under the id.
+CREATE TABLE IF NOT EXISTS _plaza_files (
+    id TEXT PRIMARY KEY, owner TEXT NOT NULL, name TEXT NOT NULL, content_type TEXT NOT NULL,
+    size INTEGER NOT NULL, sha256 TEXT NOT NULL, created_at INTEGER NOT NULL);
 ";
 
 /// Brings the database up to the manifest in one transaction.

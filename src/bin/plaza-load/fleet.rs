@@ -65,12 +65,43 @@ pub enum Stage {
     Stop,
 }
 
+/// What the sockets subscribe to: `Bench` changes, or the pub/sub topic [`PUBSUB_TOPIC`].
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Channel {
+    Changes,
+    PubSub,
+}
+
+/// The topic of the `pubsub` mode.
+pub const PUBSUB_TOPIC: &str = "bench";
+const PUBSUB_SUBSCRIBE_FRAME: &str = r#"{"type":"pubsub_subscribe","topic":"bench"}"#;
+
+impl Channel {
+    fn subscribe_frame(self) -> &'static str {
+        match self {
+            Channel::Changes => SUBSCRIBE_FRAME,
+            Channel::PubSub => PUBSUB_SUBSCRIBE_FRAME,
+        }
+    }
+
+    /// Whether `frame` is the server's yes to [`Channel::subscribe_frame`].
+    fn is_ack(self, frame: &serde_json::Value) -> bool {
+        let field = |name: &str| frame.get(name).and_then(serde_json::Value::as_str);
+        match self {
+            Channel::Changes => field("type") == Some("subscribed") && field("id") == Some(SUB_ID),
+            Channel::PubSub => field("type") == Some("pubsub_subscribed") && field("topic") == Some(PUBSUB_TOPIC),
+        }
+    }
+}
+
 /// How the sockets of a run connect and what they do.
 pub struct FleetSpec<'a> {
     /// `ws://HOST:PORT/ws`, with `?token=` when a token is known.
     pub url: String,
     /// Send `subscribe` and wait for `subscribed` before a socket counts as open.
     pub subscribe: bool,
+    /// What `subscribe` subscribes to.
+    pub channel: Channel,
     /// Handshakes in flight per client thread.
     pub batch_per_thread: usize,
     /// `ws` mode: change frames are matched to the writes.
@@ -237,7 +268,7 @@ async fn open_socket(client: &awc::Client, spec: &FleetSpec<'_>) -> Result<WsFra
         match actix_web::rt::time::timeout(WS_HANDSHAKE_TIMEOUT, connect).await {
             Ok(Ok((_, mut framed))) => {
                 if spec.subscribe {
-                    subscribe(&mut framed).await?;
+                    subscribe(&mut framed, spec.channel).await?;
                 }
                 return Ok(framed);
             }
@@ -252,8 +283,8 @@ async fn open_socket(client: &awc::Client, spec: &FleetSpec<'_>) -> Result<WsFra
 }
 
 /// Sends the subscribe frame and waits (at most [`SUBSCRIBE_TIMEOUT`]) for `subscribed`.
-async fn subscribe(framed: &mut WsFramed) -> Result<(), String> {
-    send(framed, Message::Text(SUBSCRIBE_FRAME.into())).await?;
+async fn subscribe(framed: &mut WsFramed, channel: Channel) -> Result<(), String> {
+    send(framed, Message::Text(channel.subscribe_frame().into())).await?;
     let reply = async {
         // Ends with the reply, an error, the socket, or the timeout around it.
         loop {
@@ -262,9 +293,7 @@ async fn subscribe(framed: &mut WsFramed) -> Result<(), String> {
                     let frame: serde_json::Value =
                         serde_json::from_slice(&text).map_err(|e| format!("unparsable reply to subscribe: {e}"))?;
                     match frame.get("type").and_then(serde_json::Value::as_str) {
-                        Some("subscribed") if frame.get("id").and_then(serde_json::Value::as_str) == Some(SUB_ID) => {
-                            return Ok(());
-                        }
+                        _ if channel.is_ack(&frame) => return Ok(()),
                         Some("error") => return Err(format!("subscribe refused: {}", error_frame_kind(&frame))),
                         _ => {}
                     }
@@ -397,9 +426,12 @@ enum Inbound {
 /// Change frames are `{"type":"change","sub":..,"event":{..,"data":{..,"n":K,..},..}}`,
 /// serialised compactly by the server; the first `"n":` key after `"data":` is the row's `n`
 /// (a quote followed by `n":` cannot occur inside a JSON string, where quotes are escaped).
+/// The `pubsub` mode publishes `{"data":{"n":K}}`, so its frames
+/// (`{"type":"pubsub","topic":..,"message":{"data":{"n":K}}}`) read the same way.
 fn classify(frame: &[u8]) -> Inbound {
     const CHANGE: &[u8] = br#"{"type":"change""#;
-    if !frame.starts_with(CHANGE) {
+    const PUBSUB: &[u8] = br#"{"type":"pubsub","#;
+    if !frame.starts_with(CHANGE) && !frame.starts_with(PUBSUB) {
         return Inbound::Other;
     }
     let after = |haystack: &[u8], needle: &[u8]| {
@@ -586,6 +618,8 @@ mod tests {
         let no_n = br#"{"type":"change","sub":"s","event":{"seq":7,"data":{"id":"x","title":"\"n\":9"}}}"#;
         assert_eq!(classify(no_n), Inbound::Change(None));
         assert_eq!(classify(br#"{"type":"subscribed","id":"s","seq":0}"#), Inbound::Other);
+        assert_eq!(classify(br#"{"type":"pubsub","topic":"bench","message":{"data":{"n":7}}}"#), Inbound::Change(Some(7)));
+        assert_eq!(classify(br#"{"type":"pubsub_subscribed","topic":"bench"}"#), Inbound::Other);
         assert_eq!(classify(br#"{"type":"error","code":"SLOW_CONSUMER","message":"m"}"#), Inbound::Other);
     }
 

@@ -71,6 +71,7 @@ pub fn run(args: Args) -> Result<(), String> {
         None => None,
     };
     let spec = FleetSpec {
+        channel: crate::fleet::Channel::Changes,
         url: ws_url(&target),
         subscribe: !args.no_subscribe,
         batch_per_thread: args.batch.div_ceil(threads),

@@ -1,8 +1,9 @@
 //! `plaza-load`: a load generator for Plaza, one module per mode: `http` (entity API
-//! throughput and latency), `ws` (live fan-out latency), `idle` (memory per idle WebSocket),
-//! `rooms` (room broadcast fan-out and memory per room member), `shards` (tick lateness and
-//! snapshot delivery of many shards), `fairness` (a single writer's latency beside a client
-//! flooding the write queue).
+//! throughput and latency), `ws` (live fan-out latency), `pubsub` (the same over a pub/sub
+//! topic), `idle` (memory per idle WebSocket), `rooms` (room broadcast fan-out and memory per
+//! room member), `shards` (tick lateness and snapshot delivery of many shards), `fairness` (a
+//! single writer's latency beside a client flooding the write queue), `jobs` (jobs/s through the
+//! worker pool).
 //! Each mode's module documents what it measures and prints.
 //!
 //! Adding a mode: a module with a clap `Args` struct and `run(Args) -> Result<(), String>`,
@@ -22,6 +23,8 @@
 //! ./target/release/plaza-load ws --subscribers 1000 --writes-per-sec 100 --duration-secs 10
 //! ./target/release/plaza-load idle --sockets 10000
 //! ./target/release/plaza-load shards --shards 100 --hz 30 --players 10 --duration-secs 10
+//! ./target/release/plaza-load pubsub --subscribers 1000 --writes-per-sec 100 --duration-secs 10
+//! ./target/release/plaza-load jobs --jobs 20000 --handler-ms 0
 //! ./target/release/plaza-load idle --target http://127.0.0.1:4321 --server-pid "$PID"
 //! ./target/release/plaza-load rooms --rooms 100 --members 50 --rate 1 --duration-secs 10
 //! ./target/release/plaza-load rooms --rooms 400 --members 50 --rate 0
@@ -47,6 +50,7 @@ mod fairness;
 mod fleet;
 mod http;
 mod idle;
+mod jobs;
 mod probes;
 mod report;
 mod rng;
@@ -70,7 +74,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "plaza-load", about = "Load generator for Plaza: HTTP entity API, WebSocket fan-out, idle sockets, shards")]
+#[command(name = "plaza-load", about = "Load generator for Plaza: HTTP entity API, WebSocket and pub/sub fan-out, idle sockets, rooms, shards, jobs")]
 struct Cli {
     #[command(subcommand)]
     command: Cmd,
@@ -89,6 +93,10 @@ enum Cmd {
     Rooms(rooms::Args),
     /// S arena shards at H Hz with P players each (WS, inputs): tick lateness, snapshots/s, CPU.
     Shards(shards::Args),
+    /// Pub/sub fan-out: N sockets on one topic, publishes at a steady rate, publish → delivery latency.
+    Pubsub(ws::Args),
+    /// Jobs/s through the JobQueue and worker pool, in process, with a no-op or sleeping handler.
+    Jobs(jobs::Args),
     /// One client flooding batches beside a single inserter: the single inserter's latency.
     Fairness(fairness::Args),
 }
@@ -101,6 +109,8 @@ fn main() -> ExitCode {
         Cmd::Idle(args) => idle::run(args),
         Cmd::Rooms(args) => rooms::run(args),
         Cmd::Shards(args) => shards::run(args),
+        Cmd::Pubsub(args) => ws::run_pubsub(args),
+        Cmd::Jobs(args) => jobs::run(args),
         Cmd::Fairness(args) => fairness::run(args),
     };
     match outcome {

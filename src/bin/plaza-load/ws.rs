@@ -2,7 +2,11 @@
 //!
 //! Opens `--subscribers` WebSockets to `/ws?token=<admin token>` (at most `--batch` handshakes
 //! in flight), sends `{"type":"subscribe","id":"s","entity":"Bench"}` on each and waits for every
-//! `{"type":"subscribed",...}` reply, printing how long connect + subscribe took. Then an
+//! `{"type":"subscribed",...}` reply, printing how long connect + subscribe took.
+//! The `pubsub` mode is the same run over pub/sub: each socket sends
+//! `{"type":"pubsub_subscribe","topic":"bench"}`, and the writer publishes
+//! `{"topic":"bench","message":{"data":{"n":k}}}` to `POST /api/pubsub/publish` instead of
+//! inserting rows; latency is then publish-sent → frame-read (no commit involved). Then an
 //! open-loop writer inserts `Bench` rows at a steady `--writes-per-sec` for `--duration-secs`
 //! (`POST /api/entities/Bench`, `{"title":"bench <k>","n":k,"done":false}`), remembering when
 //! each `k` was sent. Every socket receives one `change` frame per insert; its latency is the time
@@ -25,7 +29,7 @@ use futures_util::stream::{FuturesUnordered, StreamExt};
 use hdrhistogram::Histogram;
 
 use crate::deliveries::Deliveries;
-use crate::fleet::{print_open_errors, run_fleet, ws_url, FleetSpec, Stage, DEFAULT_WS_BATCH, DEFAULT_WS_THREADS};
+use crate::fleet::{print_open_errors, run_fleet, ws_url, Channel, FleetSpec, Stage, DEFAULT_WS_BATCH, DEFAULT_WS_THREADS, PUBSUB_TOPIC};
 use crate::probes::{check_fd_limit, FD_MARGIN};
 use crate::report::{reproduce_command, shell_quote};
 use crate::server::{check_server, print_machine, print_server_log, spawned_note, WS_MAX_PER_IP};
@@ -71,6 +75,16 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> Result<(), String> {
+    run_on(args, Channel::Changes)
+}
+
+/// The `pubsub` mode: the same run with a pub/sub topic instead of `Bench` changes.
+pub fn run_pubsub(args: Args) -> Result<(), String> {
+    run_on(args, Channel::PubSub)
+}
+
+fn run_on(args: Args, channel: Channel) -> Result<(), String> {
+    let mode = if channel == Channel::PubSub { "pubsub" } else { "ws" };
     if args.subscribers == 0 {
         return Err("--subscribers must be at least 1".into());
     }
@@ -99,13 +113,14 @@ pub fn run(args: Args) -> Result<(), String> {
     let spec = FleetSpec {
         url: ws_url(&target),
         subscribe: true,
+        channel,
         batch_per_thread: args.batch.div_ceil(threads),
         deliveries: Some(&deliveries),
         sample_every: 0,
     };
 
     println!(
-        "plaza-load ws: {} subscribers on {threads} client thread(s), {} writes/s for {} s, target {}{}",
+        "plaza-load {mode}: {} subscribers on {threads} client thread(s), {} writes/s for {} s, target {}{}",
         args.subscribers,
         args.writes_per_sec,
         args.duration_secs,
@@ -124,10 +139,10 @@ pub fn run(args: Args) -> Result<(), String> {
         if opened.sockets == 0 {
             return (Stage::Stop, None);
         }
-        println!("writing {writes} rows at {} writes/s ...", args.writes_per_sec);
+        println!("writing {writes} {} at {} writes/s ...", if channel == Channel::PubSub { "messages" } else { "rows" }, args.writes_per_sec);
         let written = actix_web::rt::System::new().block_on(async {
             let client = build_client(&target, MAX_WRITES_IN_FLIGHT);
-            write_at_rate(&client, &target.base, args.writes_per_sec, writes, &deliveries).await
+            write_at_rate(&client, &target.base, channel, args.writes_per_sec, writes, &deliveries).await
         });
         let drained = match &written {
             Ok(w) => drain_deliveries(&deliveries, w.ok * opened.sockets as u64),
@@ -143,7 +158,7 @@ pub fn run(args: Args) -> Result<(), String> {
     });
 
     println!();
-    println!("ws results");
+    println!("{mode} results");
     println!(
         "  subscribers:      {} requested, {} subscribed in {:.2} s (connect + subscribe), {} failed to open",
         args.subscribers,
@@ -173,7 +188,8 @@ pub fn run(args: Args) -> Result<(), String> {
     for (kind, n) in written.error_kinds.iter() {
         println!("                      {n} x {kind}");
     }
-    println!("  insert latency:   {} (POST sent → response)", quantiles_ms(&written.hist, &[0.5, 0.99]));
+    let what = if channel == Channel::PubSub { "publish latency:" } else { "insert latency: " };
+    println!("  {what}  {} (POST sent → response)", quantiles_ms(&written.hist, &[0.5, 0.99]));
     let expected = written.ok * opened.sockets as u64;
     println!(
         "  deliveries:       expected {expected} ({} ok writes × {} sockets), received {} ({:.3}%), missing {}, unmatched {}",
@@ -184,7 +200,7 @@ pub fn run(args: Args) -> Result<(), String> {
         expected.saturating_sub(fleet.received),
         fleet.unmatched
     );
-    println!("  per socket:       min {}, max {} change frames", fleet.per_socket_min(), fleet.per_socket_max);
+    println!("  per socket:       min {}, max {} {} frames", fleet.per_socket_min(), fleet.per_socket_max, if channel == Channel::PubSub { "pubsub" } else { "change" });
     let delivery_span = match (written.first_send, fleet.last_rx) {
         (Some(first), Some(last)) => last.saturating_duration_since(first),
         _ => Duration::ZERO,
@@ -199,11 +215,17 @@ pub fn run(args: Args) -> Result<(), String> {
         quantiles_ms(&fleet.hist, &[0.5, 0.95, 0.99]),
         fleet.hist.len()
     );
-    println!(
-        "                    measured from just before the POST is sent to the change frame being read, so it \
-         includes the request's handling and commit: a superset of commit → delivery"
-    );
+    if channel == Channel::PubSub {
+        println!("                    measured from just before the publish POST is sent to the pubsub frame being read");
+    } else {
+        println!(
+            "                    measured from just before the POST is sent to the change frame being read, so it \
+             includes the request's handling and commit: a superset of commit → delivery"
+        );
+    }
     match &fanout {
+        // The server's fan-out histogram is the change log's; pub/sub delivery is timed above.
+        _ if channel == Channel::PubSub => {}
         Ok(f) => println!(
             "  server fan-out:   {} frames, mean {:.2} ms, p50 ≤ {} ms, p99 ≤ {} ms (commit → frame handed to the socket, \
              /metrics buckets{}); slow consumers dropped {}",
@@ -254,7 +276,7 @@ pub fn run(args: Args) -> Result<(), String> {
     print_machine(&server, "  ");
     println!("  command:          {}", reproduce_command());
     println!(
-        "  effective:        plaza-load ws --subscribers {} --writes-per-sec {} --duration-secs {} --batch {} --threads {threads}{}",
+        "  effective:        plaza-load {mode} --subscribers {} --writes-per-sec {} --duration-secs {} --batch {} --threads {threads}{}",
         args.subscribers,
         args.writes_per_sec,
         args.duration_secs,
@@ -327,13 +349,17 @@ impl WriteTally {
 async fn write_at_rate(
     client: &awc::Client,
     base: &str,
+    channel: Channel,
     rate: u64,
     count: u64,
     deliveries: &Deliveries,
 ) -> Result<WriteTally, String> {
     use actix_web::rt::time::{sleep_until, Instant as TokioInstant};
     let tally = RefCell::new(WriteTally::new()?);
-    let url = format!("{base}/api/entities/Bench");
+    let url = match channel {
+        Channel::Changes => format!("{base}/api/entities/Bench"),
+        Channel::PubSub => format!("{base}/api/pubsub/publish"),
+    };
     let start = TokioInstant::now();
     let mut in_flight = FuturesUnordered::new();
     for k in 0..count {
@@ -352,7 +378,7 @@ async fn write_at_rate(
                 break;
             }
         }
-        in_flight.push(post_row(client, &url, k, deliveries, &tally));
+        in_flight.push(post_row(client, &url, channel, k, deliveries, &tally));
     }
     // Every request ends within the client's timeout (`target::REQUEST_TIMEOUT`).
     while in_flight.next().await.is_some() {}
@@ -360,8 +386,11 @@ async fn write_at_rate(
     Ok(tally.into_inner())
 }
 
-async fn post_row(client: &awc::Client, url: &str, k: u64, deliveries: &Deliveries, tally: &RefCell<WriteTally>) {
-    let body = format!(r#"{{"title":"bench {k}","n":{k},"done":false}}"#);
+async fn post_row(client: &awc::Client, url: &str, channel: Channel, k: u64, deliveries: &Deliveries, tally: &RefCell<WriteTally>) {
+    let (body, expected) = match channel {
+        Channel::Changes => (format!(r#"{{"title":"bench {k}","n":{k},"done":false}}"#), awc::http::StatusCode::CREATED),
+        Channel::PubSub => (format!(r#"{{"topic":"{PUBSUB_TOPIC}","message":{{"data":{{"n":{k}}}}}}}"#), awc::http::StatusCode::OK),
+    };
     let request = client.post(url).insert_header((header::CONTENT_TYPE, "application/json")).send_body(body);
     let sent = Instant::now();
     deliveries.mark_sent(k, sent);
@@ -375,7 +404,7 @@ async fn post_row(client: &awc::Client, url: &str, k: u64, deliveries: &Deliveri
         Ok(mut response) => {
             let status = response.status();
             match response.body().limit(BODY_LIMIT).await {
-                Ok(_) if status == awc::http::StatusCode::CREATED => Ok(()),
+                Ok(_) if status == expected => Ok(()),
                 Ok(_) => Err(format!("HTTP {status}")),
                 Err(e) => Err(format!("reading the body: {e}")),
             }
