@@ -47,6 +47,14 @@ pub use plaza_actors::rooms::{
 };
 pub const DEFAULT_ROOM_IDLE_SECS: f64 = plaza_actors::rooms::DEFAULT_IDLE.as_secs() as f64;
 pub const DEFAULT_ROOM_HTTP_MEMBER_TTL_SECS: f64 = plaza_actors::rooms::DEFAULT_HTTP_MEMBER_TTL.as_secs() as f64;
+/// Shard limits (named in `plaza_actors::shards`, where the shards enforce them).
+pub use plaza_actors::shards::{
+    DEFAULT_INPUTS_PER_SEC as DEFAULT_SHARD_INPUTS_PER_SEC, DEFAULT_INPUT_MAX_BYTES as DEFAULT_SHARD_INPUT_MAX_BYTES,
+    DEFAULT_MAX_PLAYERS as DEFAULT_SHARD_MAX_PLAYERS, DEFAULT_MAX_SHARDS as DEFAULT_SHARD_MAX,
+    DEFAULT_MAX_SUBSCRIBERS as DEFAULT_SHARD_MAX_SUBSCRIBERS, MAX_TICK_HZ as DEFAULT_SHARD_MAX_TICK_HZ,
+};
+/// A shard player with no subscription leaves after this much silence.
+pub const DEFAULT_SHARD_PLAYER_IDLE_SECS: u64 = 60;
 
 #[derive(Debug, Parser)]
 #[command(name = "plaza", version, about = "Plaza: a realtime backend in one binary (HTTP + WebSocket on SQLite)")]
@@ -206,6 +214,30 @@ pub struct ServeArgs {
     /// Threads the rooms run on. [default: half the cores, at least 1]
     #[arg(long, env = "PLAZA_ROOM_THREADS", global = true)]
     pub room_threads: Option<usize>,
+    /// Shards running at once in this process. [default: 1000]
+    #[arg(long, env = "PLAZA_SHARD_MAX", global = true)]
+    pub shard_max: Option<usize>,
+    /// Players in one shard. [default: 100]
+    #[arg(long, env = "PLAZA_SHARD_MAX_PLAYERS", global = true)]
+    pub shard_max_players: Option<usize>,
+    /// Live subscribers (WebSocket or SSE) of one shard. [default: 1000]
+    #[arg(long, env = "PLAZA_SHARD_MAX_SUBSCRIBERS", global = true)]
+    pub shard_max_subscribers: Option<usize>,
+    /// Largest shard input, as JSON, in bytes. [default: 4096]
+    #[arg(long, env = "PLAZA_SHARD_INPUT_MAX_BYTES", global = true)]
+    pub shard_input_max_bytes: Option<usize>,
+    /// Inputs per second one player may send to one shard (burst: one second's worth). [default: 60]
+    #[arg(long, env = "PLAZA_SHARD_INPUTS_PER_SEC", global = true)]
+    pub shard_inputs_per_sec: Option<u32>,
+    /// Fastest tick a shard may ask for, 1 to 120. [default: 120]
+    #[arg(long, env = "PLAZA_SHARD_MAX_TICK_HZ", global = true)]
+    pub shard_max_tick_hz: Option<u32>,
+    /// Threads (arbiters) that run shards, apart from the ones serving sockets. [default: one per core]
+    #[arg(long, env = "PLAZA_SHARD_THREADS", global = true)]
+    pub shard_threads: Option<usize>,
+    /// Seconds after which a shard player with no subscription that sent nothing leaves. [default: 60]
+    #[arg(long, env = "PLAZA_SHARD_PLAYER_IDLE_SECS", global = true)]
+    pub shard_player_idle_secs: Option<u64>,
 }
 
 fn parse_bool(s: &str) -> Result<bool, String> {
@@ -263,6 +295,14 @@ pub struct Config {
     pub room_event_max_bytes: usize,
     pub room_events_per_sec: u32,
     pub room_threads: Option<usize>,
+    pub shard_max: usize,
+    pub shard_max_players: usize,
+    pub shard_max_subscribers: usize,
+    pub shard_input_max_bytes: usize,
+    pub shard_inputs_per_sec: u32,
+    pub shard_max_tick_hz: u32,
+    pub shard_threads: Option<usize>,
+    pub shard_player_idle_secs: u64,
 }
 
 impl Default for Config {
@@ -310,6 +350,14 @@ impl Default for Config {
             room_event_max_bytes: DEFAULT_ROOM_EVENT_MAX_BYTES,
             room_events_per_sec: DEFAULT_ROOM_EVENTS_PER_SEC,
             room_threads: None,
+            shard_max: DEFAULT_SHARD_MAX,
+            shard_max_players: DEFAULT_SHARD_MAX_PLAYERS,
+            shard_max_subscribers: DEFAULT_SHARD_MAX_SUBSCRIBERS,
+            shard_input_max_bytes: DEFAULT_SHARD_INPUT_MAX_BYTES,
+            shard_inputs_per_sec: DEFAULT_SHARD_INPUTS_PER_SEC,
+            shard_max_tick_hz: DEFAULT_SHARD_MAX_TICK_HZ,
+            shard_threads: None,
+            shard_player_idle_secs: DEFAULT_SHARD_PLAYER_IDLE_SECS,
         }
     }
 }
@@ -361,6 +409,13 @@ impl Config {
         if args.room_threads.is_some() {
             c.room_threads = args.room_threads;
         }
+        layer!(shard_max <- shard_max, shard_max_players <- shard_max_players,
+               shard_max_subscribers <- shard_max_subscribers, shard_input_max_bytes <- shard_input_max_bytes,
+               shard_inputs_per_sec <- shard_inputs_per_sec, shard_max_tick_hz <- shard_max_tick_hz,
+               shard_player_idle_secs <- shard_player_idle_secs);
+        if args.shard_threads.is_some() {
+            c.shard_threads = args.shard_threads;
+        }
         if args.magic_webhook.is_some() {
             c.magic_webhook = args.magic_webhook.clone().filter(|u| !u.is_empty());
         }
@@ -402,6 +457,12 @@ impl Config {
         }
         if self.session_ttl_secs == 0 {
             return Err("PLAZA_SESSION_TTL must be at least 1 second".into());
+        }
+        if self.shard_max_tick_hz == 0 || self.shard_max_tick_hz > plaza_actors::shards::MAX_TICK_HZ {
+            return Err(format!("PLAZA_SHARD_MAX_TICK_HZ must be between 1 and {}", plaza_actors::shards::MAX_TICK_HZ));
+        }
+        if self.shard_inputs_per_sec == 0 || self.shard_threads == Some(0) {
+            return Err("PLAZA_SHARD_INPUTS_PER_SEC and PLAZA_SHARD_THREADS must be at least 1".into());
         }
         if !matches!(self.durability.as_str(), "normal" | "full") {
             return Err(format!("PLAZA_DURABILITY must be 'normal' or 'full', got '{}'", self.durability));
@@ -457,6 +518,21 @@ impl Config {
             event_max_bytes: self.room_event_max_bytes,
             events_per_sec: self.room_events_per_sec,
             threads: self.room_threads.unwrap_or_else(|| self.http_workers()).max(1),
+        }
+    }
+
+    /// The shard limits the shards enforce.
+    pub fn shard_limits(&self) -> plaza_actors::shards::ShardLimits {
+        plaza_actors::shards::ShardLimits {
+            max_shards: self.shard_max,
+            max_players: self.shard_max_players,
+            max_subscribers: self.shard_max_subscribers,
+            input_max_bytes: self.shard_input_max_bytes,
+            inputs_per_sec: self.shard_inputs_per_sec,
+            max_tick_hz: self.shard_max_tick_hz,
+            player_idle: std::time::Duration::from_secs(self.shard_player_idle_secs),
+            threads: self.shard_threads.unwrap_or(0),
+            ..Default::default()
         }
     }
 

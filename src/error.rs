@@ -49,6 +49,7 @@ impl ApiError {
                 PlazaError::ResyncRequired { .. } => "RESYNC_REQUIRED",
                 PlazaError::Unavailable(_) => "UNAVAILABLE",
                 PlazaError::Overloaded { .. } => "OVERLOADED",
+                PlazaError::LimitReached { code, .. } => code,
                 PlazaError::Internal(_) | PlazaError::Storage { .. } => "INTERNAL",
                 PlazaError::Room(r) => r.code(),
             },
@@ -93,7 +94,7 @@ impl ResponseError for ApiError {
             ApiError::Plaza(e) => match e {
                 PlazaError::UnknownEntity(_) | PlazaError::NotFound(_) => StatusCode::NOT_FOUND,
                 PlazaError::Validation(_) => StatusCode::BAD_REQUEST,
-                PlazaError::Conflict(_) | PlazaError::Duplicate(_) => StatusCode::CONFLICT,
+                PlazaError::Conflict(_) | PlazaError::Duplicate(_) | PlazaError::LimitReached { .. } => StatusCode::CONFLICT,
                 PlazaError::Forbidden(_) => StatusCode::FORBIDDEN,
                 PlazaError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
                 PlazaError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,

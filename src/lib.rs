@@ -25,6 +25,7 @@ use actix_governor::Governor;
 use actix_web::middleware::{from_fn, Condition, DefaultHeaders};
 use actix_web::web;
 use plaza_actors::model::policy::{AuthContext, DefaultPolicy};
+use plaza_actors::shards::SimulationKinds;
 use plaza_actors::store::{Durability, StoreOptions};
 use plaza_actors::{AppManifest, Subsystems};
 
@@ -69,6 +70,14 @@ impl AppState {
     /// many rooms saved.
     pub async fn persist_rooms(&self) -> usize {
         self.plaza.rooms.registry.send(plaza_actors::rooms::PersistAll).await.unwrap_or(0)
+    }
+
+    /// Stops every shard, persisting ones saving their last snapshot through the Writer. Call
+    /// it before [`begin_drain`](Self::begin_drain): the shards stop ticking first, so players
+    /// leaving with their closing sockets are still in what is saved. The SIGTERM sequence
+    /// awaits the returned future before the Writer goes away.
+    pub fn stop_shards(&self) -> impl std::future::Future<Output = ()> + 'static {
+        self.plaza.shards.stop_all(true)
     }
 }
 
@@ -116,6 +125,17 @@ pub fn build_state_full(
     manifest: AppManifest,
     mailer: Arc<dyn mailer::CodeSender>,
 ) -> Result<web::Data<AppState>, StartError> {
+    build_state_with_simulations(config, manifest, mailer, SimulationKinds::default())
+}
+
+/// As [`build_state_full`], with the simulation kinds shards may run: an app embedding Plaza
+/// registers its own next to the built-in `arena` (`SimulationKinds::default().register(..)`).
+pub fn build_state_with_simulations(
+    config: Config,
+    manifest: AppManifest,
+    mailer: Arc<dyn mailer::CodeSender>,
+    simulations: SimulationKinds,
+) -> Result<web::Data<AppState>, StartError> {
     plaza_actors::model::check(&manifest).map_err(|source| StartError::Manifest { path: "(given)".into(), source })?;
     config.validate().map_err(StartError::Other)?;
     let (path, scratch) = if config.in_memory {
@@ -131,16 +151,19 @@ pub fn build_state_full(
         durability: if config.durability == "full" { Durability::Full } else { Durability::Normal },
         read_pool_size: config.read_pool,
     };
+    let metrics = metrics::Metrics::new().map_err(|e| StartError::Other(e.to_string()))?;
     let settings = plaza_actors::Settings {
         default_policy: if config.default_policy == "deny" { DefaultPolicy::Deny } else { DefaultPolicy::Allow },
         session_ttl: Duration::from_secs(config.session_ttl_secs),
         read_threads: config.read_pool as usize,
         streams_per_ip: config.ws_max_per_ip,
         rooms: config.room_settings(),
+        simulations,
+        shard_limits: config.shard_limits(),
+        shard_observer: metrics.shards.clone(),
     };
     let plaza = plaza_actors::start(options, manifest, settings)
         .map_err(|source| StartError::Store { path: path.display().to_string(), source })?;
-    let metrics = metrics::Metrics::new().map_err(|e| StartError::Other(e.to_string()))?;
     metrics.watch_rooms(plaza.rooms.stats.clone()).map_err(|e| StartError::Other(e.to_string()))?;
     let rate_limit = middleware::rate_limit::limiters(&config).map_err(StartError::Other)?;
     rate_limit.prune_periodically();

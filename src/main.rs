@@ -55,11 +55,15 @@ fn fail(message: &str) -> ExitCode {
 fn check(config: &Config) -> Result<(), String> {
     let manifest = plaza::load_manifest(config).map_err(|e| e.to_string())?;
     plaza_actors::model::check(&manifest).map_err(|e| format!("manifest {}: {e}", config.manifest.display()))?;
+    let kinds = plaza_actors::shards::SimulationKinds::default();
+    plaza_actors::shards::check_manifest(&manifest, &kinds, config.shard_max_tick_hz)
+        .map_err(|e| format!("manifest {}: {e}", config.manifest.display()))?;
     println!(
-        "{}: ok ({} entities, {} policies)",
+        "{}: ok ({} entities, {} policies, {} shards)",
         config.manifest.display(),
         manifest.entities.len(),
-        manifest.policies.len()
+        manifest.policies.len(),
+        manifest.shards.len()
     );
     Ok(())
 }
@@ -93,8 +97,15 @@ async fn serve(config: Config) -> Result<(), String> {
     actix_web::rt::spawn(async move {
         wait_for_shutdown_signal().await;
         tracing::info!(drain_secs, "shutting down: draining in-flight requests");
+        // Shards stop ticking before sockets close (their players are saved with them), and
+        // persisting ones save their last snapshot while the Writer still runs.
+        let shards_stopped = drain_state.stop_shards();
         drain_state.begin_drain();
         let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
+        let drain = Duration::from_secs(drain_secs);
+        if actix_web::rt::time::timeout(drain, shards_stopped).await.is_err() {
+            tracing::error!("shards did not all stop within the drain time");
+        }
         handle.stop(true).await;
     });
     server.await.map_err(|e| e.to_string())?;

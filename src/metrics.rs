@@ -1,6 +1,8 @@
 //! Request metrics in a per-app Prometheus registry (no process globals, so parallel tests
 //! don't share counters). `/metrics` renders the same families as JSON or Prometheus text.
 
+pub mod shards;
+
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
@@ -19,6 +21,8 @@ pub struct Metrics {
     pub slow_consumers: IntCounter,
     /// Commit → frame handed to the socket.
     pub fanout_latency: Histogram,
+    /// What the shards report (ticks, lateness, inputs, crashes); shared with them.
+    pub shards: Arc<shards::ShardMetrics>,
 }
 
 /// Latency buckets (seconds): fine below 10 ms, where a healthy request lands.
@@ -53,7 +57,8 @@ impl Metrics {
         registry.register(Box::new(frames_out.clone()))?;
         registry.register(Box::new(slow_consumers.clone()))?;
         registry.register(Box::new(fanout_latency.clone()))?;
-        Ok(Metrics { registry, requests_total, requests, latency, streams_open, frames_in, frames_out, slow_consumers, fanout_latency })
+        let shards = Arc::new(shards::ShardMetrics::new(&registry)?);
+        Ok(Metrics { registry, requests_total, requests, latency, streams_open, frames_in, frames_out, slow_consumers, fanout_latency, shards })
     }
 
     pub fn ws_json(&self) -> serde_json::Value {

@@ -29,6 +29,9 @@ pub enum PlazaError {
     /// A pushed op whose `op_id` was applied before; carries the first result (JSON).
     #[error("operation already applied")]
     Duplicate(String),
+    /// A capacity limit (a full shard, too many shards): 409 with its own `code`.
+    #[error("{message}")]
+    LimitReached { code: &'static str, message: String },
     #[error("internal error: {0}")]
     Internal(String),
     /// SQLite failed. `failed` says what could not be done, in words a client may read;

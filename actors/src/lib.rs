@@ -5,6 +5,7 @@ pub mod error;
 pub mod model;
 pub mod rooms;
 pub mod sessions;
+pub mod shards;
 pub mod store;
 pub mod streams;
 
@@ -32,10 +33,11 @@ pub struct Subsystems {
     pub streams: Addr<streams::Streams>,
     pub readers: Addr<store::reader::ReadWorker>,
     pub rooms: rooms::Rooms,
+    pub shards: shards::ShardRegistry,
 }
 
 /// Settings of the subsystems beyond storage.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Settings {
     pub default_policy: model::policy::DefaultPolicy,
     pub session_ttl: std::time::Duration,
@@ -44,6 +46,11 @@ pub struct Settings {
     /// Open WebSocket + SSE streams allowed per client IP.
     pub streams_per_ip: usize,
     pub rooms: rooms::RoomSettings,
+    /// Simulation kinds shards may run (built-ins plus the embedding app's own).
+    pub simulations: shards::SimulationKinds,
+    pub shard_limits: shards::ShardLimits,
+    /// Receives the shards' tick, input and crash figures (metrics).
+    pub shard_observer: Arc<dyn shards::ShardObserver>,
 }
 
 /// Opens and migrates the store, then starts the actors. Must run inside an actix `System`.
@@ -66,7 +73,16 @@ pub fn start(options: StoreOptions, manifest: AppManifest, settings: Settings) -
     let worker_reader = opened.reader.clone();
     let readers = SyncArbiter::start(read_threads, move || store::reader::ReadWorker::new(worker_reader.clone()));
     let rooms = start_rooms(&manifest, settings.rooms, rooms::RoomStore { writer: writer.clone(), readers: readers.clone() })?;
-    Ok(Subsystems { manifest, policies, reader: opened.reader, writer, changelog, sessions, streams, readers, rooms })
+    shards::check_manifest(&manifest, &settings.simulations, settings.shard_limits.max_tick_hz)?;
+    let shards = shards::ShardRegistry::new(
+        settings.simulations,
+        settings.shard_limits,
+        settings.shard_observer,
+        writer.clone(),
+        readers.clone(),
+    );
+    shards.start_manifest(&manifest)?;
+    Ok(Subsystems { manifest, policies, reader: opened.reader, writer, changelog, sessions, streams, readers, rooms, shards })
 }
 
 fn start_rooms(manifest: &AppManifest, settings: rooms::RoomSettings, store: rooms::RoomStore) -> Result<rooms::Rooms> {

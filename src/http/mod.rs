@@ -7,6 +7,7 @@ pub mod entities;
 pub mod events;
 pub mod ops;
 pub mod rooms;
+pub mod shards;
 pub mod sync;
 
 use actix_web::{web, HttpRequest};
@@ -47,6 +48,12 @@ pub const API_ROUTES: &[(&str, &str, &str, &str)] = &[
     ("post", "/api/rooms/state", "Apply an RFC 7386 merge patch to the room state", "rooms"),
     ("get", "/api/rooms", "Running rooms the caller may join, with member counts", "rooms"),
     ("get", "/api/rooms/{room}", "One room: members, seq, state; ?since=&epoch= adds the buffered events", "rooms"),
+    ("get", "/api/shards", "Running shards: name, sim, tick_hz, tick, players, subscribers", "shards"),
+    ("post", "/api/shards", "Start a shard {name, sim, tick_hz?, config?, persist?} (admin)", "shards"),
+    ("get", "/api/shards/{id}", "A shard's last snapshot and tick", "shards"),
+    ("delete", "/api/shards/{id}", "Stop a shard; a persisting one saves its snapshot (admin)", "shards"),
+    ("post", "/api/shards/{id}/input", "Queue an input for the next tick as the session's user", "shards"),
+    ("get", "/api/shards/{id}/connect", "Server-Sent Events: a shard's snapshots", "shards"),
 ];
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
@@ -57,6 +64,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     sync::routes(cfg);
     events::routes(cfg);
     rooms::routes(cfg);
+    shards::routes(cfg);
 }
 
 pub async fn route_not_found(req: HttpRequest) -> ApiResult {

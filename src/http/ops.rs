@@ -54,6 +54,7 @@ async fn metrics(state: web::Data<AppState>, req: HttpRequest) -> ApiResult {
         "changelog": {"last_seq": bounds.last_seq, "oldest_seq": bounds.oldest_seq},
         "ws": state.metrics.ws_json(),
         "rooms": crate::metrics::rooms_json(&state.plaza.rooms.stats),
+        "shards": state.metrics.shards.json(),
         "uptime_s": state.started.elapsed().as_secs(),
     })))
 }

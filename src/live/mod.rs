@@ -4,6 +4,7 @@
 //! stream differ only in how a frame is written: each is an actor that implements [`Sink`].
 
 mod gate;
+pub mod shards;
 mod slot;
 
 use std::collections::HashMap;

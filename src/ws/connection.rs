@@ -20,11 +20,12 @@ pub struct Connection {
     core: StreamCore,
     last_seen: Instant,
     rooms: rooms::SocketRooms,
+    shards: live::shards::ShardSubs,
 }
 
 impl Connection {
     pub fn new(core: StreamCore) -> Self {
-        Connection { core, last_seen: Instant::now(), rooms: Default::default() }
+        Connection { core, last_seen: Instant::now(), rooms: Default::default(), shards: Default::default() }
     }
 
     fn error(&mut self, ctx: &mut WebsocketContext<Self>, code: &str, message: impl std::fmt::Display, reference: Option<&str>) {
@@ -57,10 +58,29 @@ impl Connection {
                 Err(e) => self.api_error(ctx, e.into(), None),
             },
             "join" | "leave" | "broadcast" | "presence" | "state_patch" => self.on_room_frame(kind, &frame, ctx),
-            "shard_subscribe" | "shard_unsubscribe" | "shard_input" | "pubsub_subscribe" | "pubsub_unsubscribe" => {
+            "shard_subscribe" | "shard_unsubscribe" | "shard_input" => {
+                let kind = kind.to_owned();
+                self.on_shard_frame(&kind, frame, ctx)
+            }
+            "pubsub_subscribe" | "pubsub_unsubscribe" => {
                 self.error(ctx, "NOT_IMPLEMENTED", format!("'{kind}' is not available on this server yet"), None)
             }
             _ => self.error(ctx, "BAD_FRAME", format!("unknown frame type '{kind}'"), None),
+        }
+    }
+
+    fn on_shard_frame(&mut self, kind: &str, mut frame: Value, ctx: &mut WebsocketContext<Self>) {
+        let shard = match live::shards::shard_name(&frame) {
+            Ok(s) => s.to_string(),
+            Err(e) => return self.api_error(ctx, e.into(), None),
+        };
+        match kind {
+            "shard_subscribe" => live::shards::subscribe(self, ctx, &shard),
+            "shard_unsubscribe" => live::shards::unsubscribe(self, ctx, &shard),
+            _ => match frame.get_mut("input").map(Value::take) {
+                Some(input) if !input.is_null() => live::shards::input(self, ctx, &shard, input),
+                _ => self.api_error(ctx, PlazaError::Validation("\"input\" is required".into()).into(), Some(&shard)),
+            },
         }
     }
 
@@ -108,6 +128,19 @@ impl Sink for Connection {
 
 crate::stream_handlers!(Connection);
 
+impl Handler<plaza_actors::shards::shard::InputRefused> for Connection {
+    type Result = ();
+    fn handle(&mut self, msg: plaza_actors::shards::shard::InputRefused, ctx: &mut Self::Context) {
+        live::shards::refused(self, ctx, msg);
+    }
+}
+
+impl live::shards::ShardStream for Connection {
+    fn shard_subs(&mut self) -> &mut live::shards::ShardSubs {
+        &mut self.shards
+    }
+}
+
 impl Actor for Connection {
     type Context = WebsocketContext<Self>;
 
@@ -130,6 +163,7 @@ impl Actor for Connection {
     fn stopped(&mut self, _: &mut Self::Context) {
         live::stopped(&self.core);
         self.rooms.leave_all(self.core.id());
+        live::shards::stopped(self);
     }
 }
 

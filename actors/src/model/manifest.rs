@@ -29,7 +29,7 @@ pub struct AppManifest {
     pub rooms: Option<RoomsDef>,
     /// Sections owned by later subsystems; kept verbatim until they are read.
     #[serde(default)]
-    pub shards: Option<Value>,
+    pub shards: Vec<ShardDef>,
     #[serde(default)]
     pub jobs: Option<Value>,
 }
@@ -49,7 +49,7 @@ impl Default for AppManifest {
             entities: Vec::new(),
             policies: Vec::new(),
             rooms: None,
-            shards: None,
+            shards: Vec::new(),
             jobs: None,
         }
     }
@@ -88,6 +88,33 @@ pub struct IndexDef {
     pub fields: Vec<String>,
     #[serde(default)]
     pub unique: bool,
+}
+
+/// A shard started at boot: `{"name","sim","tick_hz?","config?","persist?"}`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ShardDef {
+    pub name: String,
+    pub sim: String,
+    #[serde(default)]
+    pub tick_hz: Option<u32>,
+    #[serde(default)]
+    pub config: Option<Value>,
+    /// Store the last snapshot when the shard stops and resume from it on start.
+    #[serde(default)]
+    pub persist: bool,
+}
+
+/// Ticks per second of a shard that does not say.
+pub const DEFAULT_TICK_HZ: u32 = 20;
+/// The fastest tick a shard may ask for.
+pub const MAX_TICK_HZ: u32 = 120;
+/// Longest shard name.
+pub const MAX_SHARD_NAME_LEN: usize = 128;
+
+/// A shard name: 1 to 128 characters of `[A-Za-z0-9_.:-]`.
+pub fn is_shard_name(s: &str) -> bool {
+    !s.is_empty() && s.len() <= MAX_SHARD_NAME_LEN && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"_.:-".contains(&b))
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -326,6 +353,19 @@ impl AppManifest {
                 }
             }
         }
+        let mut shard_names = HashSet::new();
+        for shard in &self.shards {
+            let sn = &shard.name;
+            if !is_shard_name(sn) {
+                problems.push(format!("shard name '{sn}' must be 1 to {MAX_SHARD_NAME_LEN} characters of A-Z a-z 0-9 _ . : -"));
+            }
+            if !shard_names.insert(sn.as_str()) {
+                problems.push(format!("shard '{sn}' is declared twice"));
+            }
+            if shard.tick_hz.is_some_and(|hz| hz == 0 || hz > MAX_TICK_HZ) {
+                problems.push(format!("shard '{sn}': tick_hz must be between 1 and {MAX_TICK_HZ}"));
+            }
+        }
         if problems.is_empty() {
             Ok(())
         } else {
@@ -373,10 +413,11 @@ mod tests {
                "indexes":[{"fields":["ownerId"]}]},
               {"name":"User","fields":[{"name":"email","type":"string","unique":true}]}],
               "policies":[{"entity":"Todo","read":"true","write":"true"}],
-              "rooms":{"max_members":100},"jobs":[]}"#,
+              "rooms":{"max_members":100},"shards":[{"name":"arena","sim":"arena","tick_hz":30}],"jobs":[]}"#,
         )
         .unwrap();
         assert_eq!(m.entities[0].fields[1].ty, FieldType::Id("User".into()));
+        assert_eq!((m.shards[0].sim.as_str(), m.shards[0].tick_hz, m.shards[0].persist), ("arena", Some(30), false));
         assert!(m.entities[1].fields[0].unique);
     }
 
@@ -391,6 +432,18 @@ mod tests {
         assert!(err.contains("system field"), "{err}");
         assert!(err.contains("id(Nope)"), "{err}");
         assert!(err.contains("'missing'"), "{err}");
+    }
+
+    #[test]
+    fn shard_entries_are_checked() {
+        let err = AppManifest::from_json(
+            r#"{"shards":[{"name":"a b","sim":"arena"},{"name":"x","sim":"arena","tick_hz":500},{"name":"x","sim":"arena"}]}"#,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("shard name 'a b'"), "{err}");
+        assert!(err.contains("between 1 and 120"), "{err}");
+        assert!(err.contains("'x' is declared twice"), "{err}");
     }
 
     #[test]

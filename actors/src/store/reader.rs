@@ -179,6 +179,12 @@ impl Reader {
         .transpose()
     }
 
+    /// Runs `f` on a pooled read connection (subsystems' own tables, e.g. stored shard snapshots).
+    pub fn with_conn<R>(&self, f: impl FnOnce(&rusqlite::Connection) -> Result<R>) -> Result<R> {
+        let conn = self.pool.get()?;
+        f(&conn)
+    }
+
     /// Whether the read side answers at all (readiness).
     pub fn ping(&self) -> Result<()> {
         let conn = self.pool.get()?;

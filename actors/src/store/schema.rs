@@ -27,6 +27,10 @@ CREATE TABLE IF NOT EXISTS _plaza_ops (
 CREATE TABLE IF NOT EXISTS _plaza_rooms (
     name TEXT PRIMARY KEY NOT NULL, state TEXT NOT NULL, state_version INTEGER NOT NULL,
     saved_at INTEGER NOT NULL) WITHOUT ROWID;
+-- The last snapshot of each persisting shard, saved when it stops (and on drain).
+CREATE TABLE IF NOT EXISTS _plaza_shards (
+    name TEXT PRIMARY KEY, sim TEXT NOT NULL, tick INTEGER NOT NULL, snapshot TEXT NOT NULL,
+    saved_at INTEGER NOT NULL);
 ";
 
 /// Brings the database up to the manifest in one transaction.

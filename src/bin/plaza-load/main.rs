@@ -1,7 +1,8 @@
 //! `plaza-load`: a load generator for Plaza, one module per mode: `http` (entity API
 //! throughput and latency), `ws` (live fan-out latency), `idle` (memory per idle WebSocket),
-//! `rooms` (room broadcast fan-out and memory per room member), `fairness` (a single
-//! writer's latency beside a client flooding the write queue).
+//! `rooms` (room broadcast fan-out and memory per room member), `shards` (tick lateness and
+//! snapshot delivery of many shards), `fairness` (a single writer's latency beside a client
+//! flooding the write queue).
 //! Each mode's module documents what it measures and prints.
 //!
 //! Adding a mode: a module with a clap `Args` struct and `run(Args) -> Result<(), String>`,
@@ -20,6 +21,7 @@
 //! ./target/release/plaza-load http --target http://127.0.0.1:4321 --admin-token "$TOKEN"
 //! ./target/release/plaza-load ws --subscribers 1000 --writes-per-sec 100 --duration-secs 10
 //! ./target/release/plaza-load idle --sockets 10000
+//! ./target/release/plaza-load shards --shards 100 --hz 30 --players 10 --duration-secs 10
 //! ./target/release/plaza-load idle --target http://127.0.0.1:4321 --server-pid "$PID"
 //! ./target/release/plaza-load rooms --rooms 100 --members 50 --rate 1 --duration-secs 10
 //! ./target/release/plaza-load rooms --rooms 400 --members 50 --rate 0
@@ -50,6 +52,7 @@ mod report;
 mod rng;
 mod rooms;
 mod server;
+mod shards;
 mod stats;
 mod target;
 mod ws;
@@ -67,7 +70,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "plaza-load", about = "Load generator for Plaza: HTTP entity API, WebSocket fan-out, idle sockets")]
+#[command(name = "plaza-load", about = "Load generator for Plaza: HTTP entity API, WebSocket fan-out, idle sockets, shards")]
 struct Cli {
     #[command(subcommand)]
     command: Cmd,
@@ -84,6 +87,8 @@ enum Cmd {
     /// R rooms × M members broadcasting at f Hz over real sockets: deliveries/s, send → receive
     /// latency, server CPU and RSS; `--rate 0` holds them idle and gives the RSS per member.
     Rooms(rooms::Args),
+    /// S arena shards at H Hz with P players each (WS, inputs): tick lateness, snapshots/s, CPU.
+    Shards(shards::Args),
     /// One client flooding batches beside a single inserter: the single inserter's latency.
     Fairness(fairness::Args),
 }
@@ -95,6 +100,7 @@ fn main() -> ExitCode {
         Cmd::Ws(args) => ws::run(args),
         Cmd::Idle(args) => idle::run(args),
         Cmd::Rooms(args) => rooms::run(args),
+        Cmd::Shards(args) => shards::run(args),
         Cmd::Fairness(args) => fairness::run(args),
     };
     match outcome {
