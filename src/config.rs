@@ -2,6 +2,8 @@
 //! `PLAZA_*` environment < command-line flags. Every limit has a named default here, and
 //! `plaza --help` shows each one.
 
+pub mod accounts;
+
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
@@ -167,6 +169,8 @@ pub struct ServeArgs {
     /// Operations one batch or transact may carry for a session (admin: 10000). [default: 100]
     #[arg(long, env = "PLAZA_BULK_MAX_OPS_SESSION", global = true)]
     pub bulk_max_ops_session: Option<usize>,
+    #[command(flatten)]
+    pub accounts: accounts::AccountsArgs,
 }
 
 fn parse_bool(s: &str) -> Result<bool, String> {
@@ -214,6 +218,10 @@ pub struct Config {
     pub ws_replay_max: usize,
     pub op_retain: i64,
     pub bulk_max_ops_session: usize,
+    /// The `[accounts]` table.
+    pub accounts: accounts::AccountsConfig,
+    /// `[[oauth]]` sign-in providers.
+    pub oauth: Vec<accounts::OAuthProviderConfig>,
 }
 
 impl Default for Config {
@@ -251,6 +259,8 @@ impl Default for Config {
             ws_replay_max: DEFAULT_WS_REPLAY_MAX,
             op_retain: DEFAULT_OP_RETAIN,
             bulk_max_ops_session: DEFAULT_BULK_MAX_OPS_SESSION,
+            accounts: accounts::AccountsConfig::default(),
+            oauth: Vec::new(),
         }
     }
 }
@@ -313,6 +323,7 @@ impl Config {
         if let Some(p) = &args.trusted_proxies {
             c.trusted_proxies = split_list(p).iter().map(|n| parse_net(n)).collect::<Result<_, _>>()?;
         }
+        c.accounts.layer(&args.accounts)?;
         c.validate()?;
         Ok(c)
     }
@@ -340,7 +351,7 @@ impl Config {
         if !matches!(self.durability.as_str(), "normal" | "full") {
             return Err(format!("PLAZA_DURABILITY must be 'normal' or 'full', got '{}'", self.durability));
         }
-        Ok(())
+        self.accounts.validate()
     }
 
     /// Origins a cookie/anonymous state-changing request may come from.
@@ -357,6 +368,12 @@ impl Config {
 
     /// A config for tests: in-memory, dev mode off, no rate limits unless a test sets one.
     pub fn for_tests() -> Config {
-        Config { in_memory: true, rate_limit_max: 0, session_rate_limit: 0, ..Config::default() }
+        Config {
+            in_memory: true,
+            rate_limit_max: 0,
+            session_rate_limit: 0,
+            accounts: accounts::AccountsConfig { login_rate_limit: 0, ..accounts::AccountsConfig::for_tests() },
+            ..Config::default()
+        }
     }
 }

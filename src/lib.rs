@@ -44,6 +44,8 @@ pub struct AppState {
     pub draining: AtomicBool,
     /// The request and session-creation limiters (tests read how many keys they hold).
     pub rate_limit: middleware::rate_limit::Limiters,
+    /// Account routes' own limiter and counters.
+    pub accounts: http::accounts::AccountsState,
     /// Keeps the `--in-memory` scratch database alive exactly as long as the app.
     _scratch: Option<tempfile::TempDir>,
 }
@@ -130,12 +132,14 @@ pub fn build_state_full(
         session_ttl: Duration::from_secs(config.session_ttl_secs),
         read_threads: config.read_pool as usize,
         streams_per_ip: config.ws_max_per_ip,
+        accounts: config.accounts.settings(),
     };
     let plaza = plaza_actors::start(options, manifest, settings)
         .map_err(|source| StartError::Store { path: path.display().to_string(), source })?;
     let metrics = metrics::Metrics::new().map_err(|e| StartError::Other(e.to_string()))?;
     let rate_limit = middleware::rate_limit::limiters(&config).map_err(StartError::Other)?;
     rate_limit.prune_periodically();
+    let accounts = http::accounts::AccountsState::new(&config, &metrics.registry).map_err(StartError::Other)?;
     Ok(web::Data::new(AppState {
         config,
         plaza,
@@ -144,6 +148,7 @@ pub fn build_state_full(
         started: Instant::now(),
         draining: AtomicBool::new(false),
         rate_limit,
+        accounts,
         _scratch: scratch,
     }))
 }

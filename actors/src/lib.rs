@@ -1,5 +1,6 @@
 //! Plaza's subsystems, each owned by an actor. Nothing in this crate knows about HTTP.
 
+pub mod accounts;
 pub mod changelog;
 pub mod error;
 pub mod model;
@@ -30,6 +31,7 @@ pub struct Subsystems {
     pub sessions: Addr<SessionStore>,
     pub streams: Addr<streams::Streams>,
     pub readers: Addr<store::reader::ReadWorker>,
+    pub accounts: Addr<accounts::Accounts>,
 }
 
 /// Settings of the subsystems beyond storage.
@@ -41,6 +43,7 @@ pub struct Settings {
     pub read_threads: usize,
     /// Open WebSocket + SSE streams allowed per client IP.
     pub streams_per_ip: usize,
+    pub accounts: accounts::AccountSettings,
 }
 
 /// Opens and migrates the store, then starts the actors. Must run inside an actix `System`.
@@ -58,9 +61,11 @@ pub fn start(options: StoreOptions, manifest: AppManifest, settings: Settings) -
         SyncArbiter::start(1, move || SqliteWriter::open(&options, factory_manifest.clone(), factory_policies.clone()));
     let writer = Writer::new(worker, changelog.clone()).start();
     let streams = streams::Streams::new(settings.streams_per_ip).start();
+    accounts::schema::migrate(&opened.setup)?;
+    let accounts = accounts::Accounts::load(&opened.setup, writer.clone(), settings.accounts.clone())?.start();
     let sessions = SessionStore::load(&opened.setup, writer.clone(), settings.session_ttl, streams.clone().recipient())?.start();
     let read_threads = settings.read_threads.max(1);
     let worker_reader = opened.reader.clone();
     let readers = SyncArbiter::start(read_threads, move || store::reader::ReadWorker::new(worker_reader.clone()));
-    Ok(Subsystems { manifest, policies, reader: opened.reader, writer, changelog, sessions, streams, readers })
+    Ok(Subsystems { manifest, policies, reader: opened.reader, writer, changelog, sessions, streams, readers, accounts })
 }

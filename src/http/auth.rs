@@ -34,7 +34,7 @@ fn cookie(state: &AppState, value: String, max_age_secs: i64) -> Cookie<'static>
         .finish()
 }
 
-fn issued(state: &AppState, session: IssuedSession) -> HttpResponse {
+pub(crate) fn issued(state: &AppState, session: IssuedSession) -> HttpResponse {
     let c = cookie(state, session.token.clone(), session.max_age_secs);
     let mut body = serde_json::to_value(&session).unwrap_or(Value::Null);
     if !session.guest {

@@ -54,6 +54,7 @@ async fn metrics(state: web::Data<AppState>, req: HttpRequest) -> ApiResult {
         "changelog": {"last_seq": bounds.last_seq, "oldest_seq": bounds.oldest_seq},
         "ws": state.metrics.ws_json(),
         "rooms": {"active": 0},
+        "accounts": state.accounts.json(),
         "uptime_s": state.started.elapsed().as_secs(),
     })))
 }

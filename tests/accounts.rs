@@ -1,0 +1,347 @@
+//! Accounts end to end: password register/login/change/reset, lockouts in constant shape,
+//! email verification and `auth.verified`, the session list, API keys, guest upgrade, and
+//! everything surviving a restart.
+
+mod common;
+
+use std::sync::mpsc;
+use std::sync::Arc;
+
+use actix_web::http::StatusCode;
+use actix_web::test::{self, TestRequest};
+use actix_web::App;
+use common::*;
+use futures_util::future::LocalBoxFuture;
+use plaza::config::Config;
+use plaza::mailer::{CodeSender, Purpose};
+use plaza_actors::AppManifest;
+use serde_json::{json, Value};
+
+/// Captures every code the server would email: (purpose, email, code).
+struct Capture(mpsc::Sender<(String, String, String)>);
+
+impl CodeSender for Capture {
+    fn send(&self, email: &str, code: &str) -> LocalBoxFuture<'static, Result<(), String>> {
+        self.send_for(Purpose::SignIn, email, code)
+    }
+    fn send_for(&self, purpose: Purpose, email: &str, code: &str) -> LocalBoxFuture<'static, Result<(), String>> {
+        let _ = self.0.send((purpose.as_str().to_string(), email.to_string(), code.to_string()));
+        Box::pin(async { Ok(()) })
+    }
+}
+
+const MANIFEST: &str = r#"{
+  "entities": [
+    {"name": "Todo", "fields": [{"name": "title", "type": "string"}, {"name": "ownerId", "type": "string"}]},
+    {"name": "Note", "fields": [{"name": "body", "type": "string"}]}],
+  "policies": [
+    {"entity": "Todo", "read": "auth.userId == data.ownerId", "write": "auth.userId == data.ownerId"},
+    {"entity": "Note", "read": "true", "insert": "auth.verified == true", "update": "false", "delete": "false"}]
+}"#;
+
+const PASSWORD: &str = "correct horse battery";
+
+fn bearer(req: TestRequest, token: &str) -> TestRequest {
+    req.insert_header(("Authorization", format!("Bearer {token}")))
+}
+
+fn anon_post(path: &str, body: Value) -> TestRequest {
+    TestRequest::post().uri(path).insert_header(("Origin", ORIGIN)).set_json(body)
+}
+
+fn user_post(path: &str, token: &str, body: Value) -> TestRequest {
+    bearer(TestRequest::post().uri(path).set_json(body), token)
+}
+
+fn token(body: &Value) -> String {
+    body["token"].as_str().unwrap_or_else(|| panic!("no token in {body}")).to_string()
+}
+
+macro_rules! app_on {
+    ($config:expr, $tx:expr) => {{
+        let state = plaza::build_state_full($config, AppManifest::from_json(MANIFEST).unwrap(), Arc::new(Capture($tx))).unwrap();
+        test::init_service(App::new().configure(plaza::configure(state))).await
+    }};
+}
+
+/// The last code captured for `purpose`.
+fn code_for(rx: &mpsc::Receiver<(String, String, String)>, purpose: &str) -> Option<(String, String)> {
+    let mut last = None;
+    while let Ok((p, email, code)) = rx.try_recv() {
+        if p == purpose {
+            last = Some((email, code));
+        }
+    }
+    last
+}
+
+async fn settle() {
+    // Background deliveries (reset codes) run on the test's arbiter.
+    for _ in 0..20 {
+        actix_web::rt::task::yield_now().await;
+    }
+}
+
+#[actix_web::test]
+async fn register_login_change_and_reset() {
+    let (tx, rx) = mpsc::channel();
+    let app = app_on!(config(), tx);
+    for (password, why) in [("short", "at least 10"), ("password123", "too common"), ("ann@example.com", "email")] {
+        let (status, body) = call(&app, anon_post("/api/auth/password/register", json!({"email":"ann@example.com","password":password}))).await;
+        assert_eq!((status, error_code(&body)), (StatusCode::BAD_REQUEST, "VALIDATION"), "{password}: {body}");
+        assert!(body["error"]["message"].as_str().unwrap().contains(why), "{body}");
+    }
+    let (status, reg) = call(&app, anon_post("/api/auth/password/register", json!({"email":" Ann@Example.com ","password":PASSWORD}))).await;
+    assert_eq!(status, StatusCode::CREATED, "{reg}");
+    let user_id = reg["user_id"].as_str().unwrap().to_string();
+    let first = token(&reg);
+    let (status, body) = call(&app, anon_post("/api/auth/password/register", json!({"email":"ann@example.com","password":PASSWORD}))).await;
+    assert_eq!((status, error_code(&body)), (StatusCode::CONFLICT, "CONFLICT"));
+
+    let (status, login) = call(&app, anon_post("/api/auth/password/login", json!({"email":"ANN@example.com","password":PASSWORD}))).await;
+    assert_eq!(status, StatusCode::CREATED, "{login}");
+    assert_eq!(login["user_id"], user_id.as_str());
+    let second = token(&login);
+    let (_, me) = call(&app, bearer(get("/api/auth/me"), &second)).await;
+    assert_eq!(me, json!({"user_id": user_id, "guest": false, "admin": false}));
+
+    // Wrong password, unknown email: the same status and body.
+    let (s1, wrong) = call(&app, anon_post("/api/auth/password/login", json!({"email":"ann@example.com","password":"not the password"}))).await;
+    let (s2, unknown) = call(&app, anon_post("/api/auth/password/login", json!({"email":"nobody@example.com","password":"not the password"}))).await;
+    assert_eq!((s1, &wrong), (s2, &unknown));
+    assert_eq!(s1, StatusCode::UNAUTHORIZED);
+    assert_eq!(error_code(&wrong), "UNAUTHORIZED");
+
+    // Change: the old password must be right; other sessions end, this one stays.
+    let change = |old: &str, new: &str| json!({"old_password": old, "new_password": new});
+    let (status, body) = call(&app, user_post("/api/auth/password/change", &second, change("wrong wrong wrong", "a new long passphrase"))).await;
+    assert_eq!((status, error_code(&body)), (StatusCode::UNAUTHORIZED, "UNAUTHORIZED"));
+    let (status, body) = call(&app, user_post("/api/auth/password/change", &second, change(PASSWORD, "a new long passphrase"))).await;
+    assert_eq!((status, body), (StatusCode::OK, json!({"ok": true, "revoked": 1})));
+    assert_eq!(call(&app, bearer(get("/api/auth/me"), &first)).await.0, StatusCode::UNAUTHORIZED, "other session revoked");
+    assert_eq!(call(&app, bearer(get("/api/auth/me"), &second)).await.0, StatusCode::OK, "the caller's own stays");
+    let (status, _) = call(&app, anon_post("/api/auth/password/login", json!({"email":"ann@example.com","password":PASSWORD}))).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "old password no longer works");
+
+    // Reset: the same answer for known and unknown addresses; only the known one gets a code.
+    let (s1, unknown) = call(&app, anon_post("/api/auth/password/reset/request", json!({"email":"nobody@example.com"}))).await;
+    settle().await;
+    assert!(code_for(&rx, "password_reset").is_none());
+    let (s2, known) = call(&app, anon_post("/api/auth/password/reset/request", json!({"email":"ann@example.com"}))).await;
+    assert_eq!((s1, &unknown), (s2, &known));
+    assert_eq!((s2, known), (StatusCode::OK, json!({"sent": true})));
+    settle().await;
+    let (email, code) = code_for(&rx, "password_reset").expect("a reset code was sent");
+    assert_eq!(email, "ann@example.com");
+    let wrong_code = if code == "000000" { "111111" } else { "000000" };
+    let reset = |code: &str| json!({"email":"ann@example.com","code":code,"password":"reset to this passphrase"});
+    let (status, body) = call(&app, anon_post("/api/auth/password/reset/complete", reset(wrong_code))).await;
+    assert_eq!((status, error_code(&body)), (StatusCode::UNAUTHORIZED, "UNAUTHORIZED"));
+    let (status, body) = call(&app, anon_post("/api/auth/password/reset/complete", reset(&code))).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(body["user_id"], user_id.as_str());
+    assert_eq!(call(&app, bearer(get("/api/auth/me"), &second)).await.0, StatusCode::UNAUTHORIZED, "reset ends every session");
+    let (status, body) = call(&app, anon_post("/api/auth/password/reset/complete", reset(&code))).await;
+    assert_eq!((status, error_code(&body)), (StatusCode::UNAUTHORIZED, "UNAUTHORIZED"), "codes are single use");
+    let (status, _) = call(&app, anon_post("/api/auth/password/login", json!({"email":"ann@example.com","password":"reset to this passphrase"}))).await;
+    assert_eq!(status, StatusCode::CREATED);
+}
+
+#[actix_web::test]
+async fn failed_logins_lock_the_account_and_the_ip_in_constant_shape() {
+    let (tx, _rx) = mpsc::channel();
+    let mut cfg = config();
+    cfg.accounts.login_max_failures = 3;
+    let app = app_on!(cfg, tx);
+    call(&app, anon_post("/api/auth/password/register", json!({"email":"bo@example.com","password":PASSWORD}))).await;
+    let mut answers = Vec::new();
+    for email in ["bo@example.com", "ghost@example.com"] {
+        let mut seen = Vec::new();
+        for _ in 0..3 {
+            let (status, body) = call(&app, anon_post("/api/auth/password/login", json!({"email":email,"password":"wrong password!"}))).await;
+            seen.push((status, body));
+        }
+        let resp = test::call_service(&app, anon_post("/api/auth/password/login", json!({"email":email,"password":PASSWORD})).to_request()).await;
+        assert_eq!(resp.status(), StatusCode::TOO_MANY_REQUESTS, "locked even with the right password");
+        let retry: u64 = resp.headers().get("Retry-After").unwrap().to_str().unwrap().parse().unwrap();
+        assert!((1..=900).contains(&retry), "{retry}");
+        let body: Value = serde_json::from_slice(&test::read_body(resp).await).unwrap();
+        assert_eq!(error_code(&body), "RATE_LIMITED");
+        seen.push((StatusCode::TOO_MANY_REQUESTS, body));
+        answers.push(seen);
+    }
+    assert_eq!(answers[0], answers[1], "a real and an unknown account answer alike");
+    let (_, metrics) = call(&app, get("/metrics")).await;
+    assert_eq!(metrics["accounts"]["failures"], 6);
+    assert_eq!(metrics["accounts"]["lockouts"], 2);
+
+    // Per IP: PLAZA_LOGIN_RATE_LIMIT attempts a minute, whatever the account.
+    let (tx, _rx) = mpsc::channel();
+    let mut cfg = config();
+    cfg.accounts.login_rate_limit = 4;
+    let app = app_on!(cfg, tx);
+    for i in 0..4 {
+        let (status, _) = call(&app, anon_post("/api/auth/password/login", json!({"email":format!("u{i}@example.com"),"password":"wrong password!"}))).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+    }
+    let resp = test::call_service(&app, anon_post("/api/auth/password/login", json!({"email":"u9@example.com","password":"x"})).to_request()).await;
+    assert_eq!(resp.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert!(resp.headers().contains_key("Retry-After"));
+}
+
+#[actix_web::test]
+async fn email_verification_unlocks_auth_verified_policies() {
+    let (tx, rx) = mpsc::channel();
+    let app = app_on!(config(), tx);
+    let (_, reg) = call(&app, anon_post("/api/auth/password/register", json!({"email":"cy@example.com","password":PASSWORD}))).await;
+    let t = token(&reg);
+    let note = || json!({"body": "hello"});
+    let (status, body) = call(&app, user_post("/api/entities/Note", &t, note())).await;
+    assert_eq!((status, error_code(&body)), (StatusCode::FORBIDDEN, "FORBIDDEN"), "not verified yet");
+    let (status, body) = call(&app, user_post("/api/auth/email/send-verification", &t, json!({}))).await;
+    assert_eq!((status, body), (StatusCode::OK, json!({"sent": true})));
+    let (email, code) = code_for(&rx, "verify_email").unwrap();
+    assert_eq!(email, "cy@example.com");
+    let wrong = if code == "000000" { "111111" } else { "000000" };
+    let (status, _) = call(&app, user_post("/api/auth/email/verify", &t, json!({"code": wrong}))).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, body) = call(&app, user_post("/api/auth/email/verify", &t, json!({"code": code}))).await;
+    assert_eq!((status, body), (StatusCode::OK, json!({"verified": true})));
+    let (status, body) = call(&app, user_post("/api/entities/Note", &t, note())).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let (status, _) = call(&app, user_post("/api/auth/email/send-verification", &t, json!({}))).await;
+    assert_eq!(status, StatusCode::CONFLICT, "already verified");
+    let (_, guest) = call(&app, anon_post("/api/auth/guest", json!({}))).await;
+    let (status, _) = call(&app, user_post("/api/auth/email/send-verification", &token(&guest), json!({}))).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "guests have no email");
+}
+
+#[actix_web::test]
+async fn sessions_are_listed_and_revoked_by_id() {
+    let (tx, _rx) = mpsc::channel();
+    let app = app_on!(config(), tx);
+    let (_, reg) = call(&app, anon_post("/api/auth/password/register", json!({"email":"di@example.com","password":PASSWORD}))).await;
+    let t1 = token(&reg);
+    let login = anon_post("/api/auth/password/login", json!({"email":"di@example.com","password":PASSWORD}))
+        .insert_header(("User-Agent", "phone/1.0"));
+    let (_, l) = call(&app, login).await;
+    let t2 = token(&l);
+    let (status, list) = call(&app, bearer(get("/api/auth/sessions"), &t1)).await;
+    assert_eq!(status, StatusCode::OK);
+    let sessions = list["sessions"].as_array().unwrap();
+    assert_eq!(sessions.len(), 2, "{list}");
+    assert_eq!(sessions.iter().filter(|s| s["current"] == true).count(), 1);
+    let phone = sessions.iter().find(|s| s["user_agent"] == "phone/1.0").expect("user agent kept");
+    assert_eq!(phone["current"], false);
+    for field in ["id", "created_at", "last_used_at", "expires_at", "ip"] {
+        assert!(phone[field].is_string(), "{field} in {phone}");
+    }
+    assert!(!list.to_string().contains(&t2[..22]), "no token selector in the list");
+
+    let (_, other) = call(&app, anon_post("/api/auth/password/register", json!({"email":"eve@example.com","password":PASSWORD}))).await;
+    let id = phone["id"].as_str().unwrap();
+    let del = |t: &str, id: &str| bearer(TestRequest::delete().uri(&format!("/api/auth/sessions/{id}")), t);
+    let (status, body) = call(&app, del(&token(&other), id)).await;
+    assert_eq!((status, error_code(&body)), (StatusCode::NOT_FOUND, "NOT_FOUND"), "not someone else's");
+    let (status, _) = call(&app, del(&t1, id)).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(call(&app, bearer(get("/api/auth/me"), &t2)).await.0, StatusCode::UNAUTHORIZED);
+    assert_eq!(call(&app, del(&t1, id)).await.0, StatusCode::NOT_FOUND);
+    assert_eq!(call(&app, get("/api/auth/sessions")).await.0, StatusCode::UNAUTHORIZED);
+}
+
+#[actix_web::test]
+async fn api_keys_are_shown_once_scoped_and_revocable() {
+    let (tx, _rx) = mpsc::channel();
+    let app = app_on!(config(), tx);
+    let (_, reg) = call(&app, anon_post("/api/auth/password/register", json!({"email":"fay@example.com","password":PASSWORD}))).await;
+    let (t, user_id) = (token(&reg), reg["user_id"].as_str().unwrap().to_string());
+    let (status, ro) = call(&app, user_post("/api/auth/api-keys", &t, json!({"name":"reporting","scope":"read"}))).await;
+    assert_eq!(status, StatusCode::CREATED, "{ro}");
+    assert_eq!((ro["name"].clone(), ro["scope"].clone()), (json!("reporting"), json!("read")));
+    let (_, rw) = call(&app, user_post("/api/auth/api-keys", &t, json!({"name":"sync job","scope":"read_write"}))).await;
+    let (ro_key, rw_key) = (ro["key"].as_str().unwrap().to_string(), rw["key"].as_str().unwrap().to_string());
+    let (status, body) = call(&app, user_post("/api/auth/api-keys", &t, json!({"name":"x","scope":"admin"}))).await;
+    assert_eq!((status, error_code(&body)), (StatusCode::BAD_REQUEST, "VALIDATION"));
+
+    let (_, list) = call(&app, bearer(get("/api/auth/api-keys"), &t)).await;
+    assert_eq!(list["api_keys"].as_array().unwrap().len(), 2);
+    assert!(!list.to_string().contains(&ro_key), "keys are never shown again");
+    let (_, sessions) = call(&app, bearer(get("/api/auth/sessions"), &t)).await;
+    assert_eq!(sessions["sessions"].as_array().unwrap().len(), 1, "keys are not sessions");
+
+    let todo = json!({"title":"t","ownerId": user_id});
+    let (status, body) = call(&app, user_post("/api/entities/Todo", &ro_key, todo.clone())).await;
+    assert_eq!((status, error_code(&body)), (StatusCode::FORBIDDEN, "FORBIDDEN"), "read-only key cannot write");
+    let (status, row) = call(&app, user_post("/api/entities/Todo", &rw_key, todo)).await;
+    assert_eq!(status, StatusCode::CREATED, "{row}");
+    let (status, rows) = call(&app, bearer(get("/api/entities/Todo"), &ro_key)).await;
+    assert_eq!((status, rows["data"].as_array().map(Vec::len)), (StatusCode::OK, Some(1)), "read-only key reads");
+    let (status, body) = call(&app, user_post("/api/sync/push", &ro_key, json!({"changes":[{"op_id":"a","entity":"Todo","kind":"insert","data":{"title":"x","ownerId":user_id}}]}))).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["results"][0]["ok"], false, "push through a read-only key is refused: {body}");
+    assert_eq!(call(&app, user_post("/api/auth/api-keys", &rw_key, json!({"name":"y"}))).await.0, StatusCode::FORBIDDEN, "keys cannot mint keys");
+    assert_eq!(call(&app, bearer(get("/api/auth/sessions"), &ro_key)).await.0, StatusCode::FORBIDDEN);
+
+    let id = ro["id"].as_str().unwrap();
+    let (status, _) = call(&app, bearer(TestRequest::delete().uri(&format!("/api/auth/api-keys/{id}")), &t)).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(call(&app, bearer(get("/api/entities/Todo"), &ro_key)).await.0, StatusCode::UNAUTHORIZED);
+}
+
+#[actix_web::test]
+async fn a_guest_upgrade_keeps_the_user_id_and_its_rows() {
+    let (tx, _rx) = mpsc::channel();
+    let app = app_on!(config(), tx);
+    let (_, guest) = call(&app, anon_post("/api/auth/guest", json!({}))).await;
+    let (g, guest_id) = (token(&guest), guest["user_id"].as_str().unwrap().to_string());
+    let (status, row) = call(&app, user_post("/api/entities/Todo", &g, json!({"title":"mine","ownerId":guest_id}))).await;
+    assert_eq!(status, StatusCode::CREATED);
+    let row_id = row["id"].as_str().unwrap().to_string();
+
+    let (status, body) = call(&app, user_post("/api/auth/upgrade", &g, json!({"email":"gil@example.com","password":"short"}))).await;
+    assert_eq!((status, error_code(&body)), (StatusCode::BAD_REQUEST, "VALIDATION"));
+    let (status, up) = call(&app, user_post("/api/auth/upgrade", &g, json!({"email":"gil@example.com","password":PASSWORD}))).await;
+    assert_eq!(status, StatusCode::CREATED, "{up}");
+    assert_eq!(up["user_id"], guest_id.as_str(), "same user id");
+    assert!(up.get("guest").is_none());
+    let t = token(&up);
+    assert_eq!(call(&app, bearer(get("/api/auth/me"), &g)).await.0, StatusCode::UNAUTHORIZED, "the guest token ends");
+    let (_, me) = call(&app, bearer(get("/api/auth/me"), &t)).await;
+    assert_eq!(me, json!({"user_id": guest_id, "guest": false, "admin": false}));
+    let (status, got) = call(&app, bearer(get(&format!("/api/entities/Todo/{row_id}")), &t)).await;
+    assert_eq!((status, got["title"].clone()), (StatusCode::OK, json!("mine")), "the guest's row is still theirs");
+    let (status, l) = call(&app, anon_post("/api/auth/password/login", json!({"email":"gil@example.com","password":PASSWORD}))).await;
+    assert_eq!((status, l["user_id"].clone()), (StatusCode::CREATED, json!(guest_id)));
+    let (status, _) = call(&app, user_post("/api/auth/upgrade", &t, json!({"email":"gil2@example.com","password":PASSWORD}))).await;
+    assert_eq!(status, StatusCode::CONFLICT, "only guests upgrade");
+}
+
+#[actix_web::test]
+async fn accounts_sessions_and_keys_survive_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = || Config { in_memory: false, db: dir.path().join("plaza.db"), ..config() };
+    let (tx, rx) = mpsc::channel();
+    let (session, key) = {
+        let app = app_on!(cfg(), tx);
+        let (_, reg) = call(&app, anon_post("/api/auth/password/register", json!({"email":"hal@example.com","password":PASSWORD}))).await;
+        let t = token(&reg);
+        call(&app, user_post("/api/auth/email/send-verification", &t, json!({}))).await;
+        let (_, code) = code_for(&rx, "verify_email").unwrap();
+        assert_eq!(call(&app, user_post("/api/auth/email/verify", &t, json!({"code": code}))).await.0, StatusCode::OK);
+        let (_, key) = call(&app, user_post("/api/auth/api-keys", &t, json!({"name":"k","scope":"read_write"}))).await;
+        (t, key["key"].as_str().unwrap().to_string())
+    };
+    let (tx, _rx) = mpsc::channel();
+    let app = app_on!(cfg(), tx);
+    assert_eq!(call(&app, bearer(get("/api/auth/me"), &session)).await.0, StatusCode::OK, "session survives");
+    let (status, _) = call(&app, user_post("/api/entities/Note", &session, json!({"body":"still verified"}))).await;
+    assert_eq!(status, StatusCode::CREATED, "auth.verified survives");
+    assert_eq!(call(&app, user_post("/api/entities/Note", &key, json!({"body":"key"}))).await.0, StatusCode::CREATED, "key survives");
+    let (_, keys) = call(&app, bearer(get("/api/auth/api-keys"), &session)).await;
+    assert_eq!(keys["api_keys"][0]["scope"], "read_write");
+    let (status, _) = call(&app, anon_post("/api/auth/password/login", json!({"email":"hal@example.com","password":PASSWORD}))).await;
+    assert_eq!(status, StatusCode::CREATED, "password survives");
+    let (status, body) = call(&app, anon_post("/api/auth/password/register", json!({"email":"hal@example.com","password":PASSWORD}))).await;
+    assert_eq!((status, error_code(&body)), (StatusCode::CONFLICT, "CONFLICT"), "the email is still taken");
+}
