@@ -345,3 +345,89 @@ async fn accounts_sessions_and_keys_survive_a_restart() {
     let (status, body) = call(&app, anon_post("/api/auth/password/register", json!({"email":"hal@example.com","password":PASSWORD}))).await;
     assert_eq!((status, error_code(&body)), (StatusCode::CONFLICT, "CONFLICT"), "the email is still taken");
 }
+
+/// The code an authenticator app shows `offset_steps` steps from now.
+fn totp_code(secret_b32: &str, offset_steps: i64) -> String {
+    let secret = totp_rs::Secret::Encoded(secret_b32.to_string()).to_bytes().unwrap();
+    let t = totp_rs::TOTP::new_unchecked(totp_rs::Algorithm::SHA1, 6, 1, 30, secret, None, String::new());
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
+    t.generate((now + offset_steps * 30) as u64)
+}
+
+#[actix_web::test]
+async fn totp_second_factor_with_single_use_backup_codes() {
+    let (tx, _rx) = mpsc::channel();
+    let app = app_on!(config(), tx);
+    let (_, reg) = call(&app, anon_post("/api/auth/password/register", json!({"email":"ida@example.com","password":PASSWORD}))).await;
+    let (status, body) = call(&app, user_post("/api/auth/totp/enroll", &token(&reg), json!({}))).await;
+    assert_eq!((status, error_code(&body)), (StatusCode::SERVICE_UNAVAILABLE, "UNAVAILABLE"), "no key, no TOTP: {body}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let key = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+    let cfg = || {
+        let mut c = Config { in_memory: false, db: dir.path().join("plaza.db"), ..config() };
+        c.accounts.accounts_key = Some(key.into());
+        c
+    };
+    let (tx, _rx) = mpsc::channel();
+    let app = app_on!(cfg(), tx);
+    let (_, reg) = call(&app, anon_post("/api/auth/password/register", json!({"email":"ida@example.com","password":PASSWORD}))).await;
+    let t = token(&reg);
+    let (status, enrolled) = call(&app, user_post("/api/auth/totp/enroll", &t, json!({}))).await;
+    assert_eq!(status, StatusCode::OK, "{enrolled}");
+    let secret = enrolled["secret"].as_str().unwrap().to_string();
+    let uri = enrolled["otpauth_uri"].as_str().unwrap();
+    assert!(uri.starts_with("otpauth://totp/Plaza:ida%40example.com?") || uri.starts_with("otpauth://totp/Plaza:ida@example.com?"), "{uri}");
+    assert!(uri.contains(&format!("secret={secret}")));
+
+    let wrong = if totp_code(&secret, 0) == "000000" { "111111" } else { "000000" };
+    let (status, _) = call(&app, user_post("/api/auth/totp/verify", &t, json!({"code": wrong}))).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, on) = call(&app, user_post("/api/auth/totp/verify", &t, json!({"code": totp_code(&secret, 0)}))).await;
+    assert_eq!(status, StatusCode::OK, "{on}");
+    let backups: Vec<String> = on["backup_codes"].as_array().unwrap().iter().map(|c| c.as_str().unwrap().to_string()).collect();
+    assert_eq!(backups.len(), 10);
+
+    // The secret is sealed at rest: neither its bytes nor its base32 are in the table.
+    let conn = rusqlite::Connection::open(dir.path().join("plaza.db")).unwrap();
+    let stored: Vec<u8> = conn.query_row("SELECT totp_secret FROM _plaza_users", [], |r| r.get(0)).unwrap();
+    let raw = totp_rs::Secret::Encoded(secret.clone()).to_bytes().unwrap();
+    assert_eq!(stored.len(), 24 + raw.len() + 16, "nonce + ciphertext + tag");
+    assert!(!stored.windows(raw.len()).any(|w| w == raw.as_slice()));
+    assert!(!String::from_utf8_lossy(&stored).contains(&secret));
+
+    let login = || anon_post("/api/auth/password/login", json!({"email":"ida@example.com","password":PASSWORD}));
+    let (status, first) = call(&app, login()).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(first["mfa_required"], true, "{first}");
+    assert!(first.get("token").is_none(), "no session before the second factor");
+    let mfa = first["mfa_token"].as_str().unwrap().to_string();
+    let (status, body) = call(&app, anon_post("/api/auth/totp/verify", json!({"mfa_token": mfa, "code": totp_code(&secret, 0)}))).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "a code is accepted once: {body}");
+    let (status, s) = call(&app, anon_post("/api/auth/totp/verify", json!({"mfa_token": mfa, "code": backups[0]}))).await;
+    assert_eq!(status, StatusCode::CREATED, "{s}");
+    assert_eq!(call(&app, bearer(get("/api/auth/me"), &token(&s))).await.0, StatusCode::OK);
+    let (status, _) = call(&app, anon_post("/api/auth/totp/verify", json!({"mfa_token": mfa, "code": backups[1]}))).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "an mfa token is single use");
+
+    let (_, second) = call(&app, login()).await;
+    let mfa = second["mfa_token"].as_str().unwrap().to_string();
+    let (status, _) = call(&app, anon_post("/api/auth/totp/verify", json!({"mfa_token": mfa, "code": backups[0]}))).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "a backup code is single use");
+    drop(app);
+
+    // After a restart (same key): still on, and the next step's code signs in.
+    let (tx, _rx) = mpsc::channel();
+    let app = app_on!(cfg(), tx);
+    let (_, third) = call(&app, login()).await;
+    let mfa = third["mfa_token"].as_str().expect("TOTP survives a restart").to_string();
+    let (status, s) = call(&app, anon_post("/api/auth/totp/verify", json!({"mfa_token": mfa, "code": totp_code(&secret, 1)}))).await;
+    assert_eq!(status, StatusCode::CREATED, "{s}");
+    let t = token(&s);
+    let (status, _) = call(&app, user_post("/api/auth/totp/disable", &t, json!({"code": backups[0]}))).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "used backup code stays used after restart");
+    let (status, off) = call(&app, user_post("/api/auth/totp/disable", &t, json!({"code": backups[2]}))).await;
+    assert_eq!((status, off), (StatusCode::OK, json!({"enabled": false})));
+    let (status, plain) = call(&app, login()).await;
+    assert_eq!(status, StatusCode::CREATED, "no second factor any more: {plain}");
+}

@@ -53,6 +53,9 @@ pub const API_ROUTES: &[(&str, &str, &str, &str)] = &[
     ("get", "/api/auth/api-keys", "The caller's API keys", "accounts"),
     ("post", "/api/auth/api-keys", "Create an API key (shown once)", "accounts"),
     ("delete", "/api/auth/api-keys/{id}", "Revoke an API key", "accounts"),
+    ("post", "/api/auth/totp/enroll", "Start TOTP enrolment: secret and otpauth URI", "accounts"),
+    ("post", "/api/auth/totp/verify", "Confirm TOTP (backup codes), or finish a sign-in with mfa_token", "accounts"),
+    ("post", "/api/auth/totp/disable", "Turn TOTP off with a code", "accounts"),
 ];
 
 pub fn routes(cfg: &mut web::ServiceConfig) {

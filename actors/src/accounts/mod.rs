@@ -12,6 +12,7 @@ pub mod crypto;
 pub mod hasher;
 pub mod password;
 pub mod schema;
+pub mod totp;
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::time::Duration;

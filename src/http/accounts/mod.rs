@@ -7,6 +7,7 @@
 //! account in the actor (`PLAZA_LOGIN_MAX_FAILURES`); both answer 429 with `Retry-After`.
 
 pub mod keys;
+pub mod totp;
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -81,6 +82,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .service(resource("/api/auth/email/verify").route(web::post().to(verify_email)))
         .service(resource("/api/auth/upgrade").route(web::post().to(upgrade)));
     keys::routes(cfg);
+    totp::routes(cfg);
 }
 
 /// One credential attempt from this client IP; 429 past `PLAZA_LOGIN_RATE_LIMIT` a minute.
