@@ -24,7 +24,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .service(resource("/api/auth/logout").route(web::post().to(logout)));
 }
 
-fn cookie(state: &AppState, value: String, max_age_secs: i64) -> Cookie<'static> {
+pub(crate) fn session_cookie(state: &AppState, value: String, max_age_secs: i64) -> Cookie<'static> {
     Cookie::build(SESSION_COOKIE, value)
         .path("/")
         .http_only(true)
@@ -35,7 +35,7 @@ fn cookie(state: &AppState, value: String, max_age_secs: i64) -> Cookie<'static>
 }
 
 pub(crate) fn issued(state: &AppState, session: IssuedSession) -> HttpResponse {
-    let c = cookie(state, session.token.clone(), session.max_age_secs);
+    let c = session_cookie(state, session.token.clone(), session.max_age_secs);
     let mut body = serde_json::to_value(&session).unwrap_or(Value::Null);
     if !session.guest {
         if let Some(obj) = body.as_object_mut() {
@@ -107,7 +107,7 @@ async fn logout(state: web::Data<AppState>, auth: Auth) -> ApiResult {
     if auth.ctx.user_id.is_none() {
         return Err(ApiError::Unauthorized("no session to log out of".into()));
     }
-    let mut gone = cookie(&state, String::new(), 0);
+    let mut gone = session_cookie(&state, String::new(), 0);
     gone.make_removal();
     Ok(HttpResponse::Ok().cookie(gone).json(json!({"ok": true, "revoked": revoked})))
 }

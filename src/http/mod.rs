@@ -56,6 +56,9 @@ pub const API_ROUTES: &[(&str, &str, &str, &str)] = &[
     ("post", "/api/auth/totp/enroll", "Start TOTP enrolment: secret and otpauth URI", "accounts"),
     ("post", "/api/auth/totp/verify", "Confirm TOTP (backup codes), or finish a sign-in with mfa_token", "accounts"),
     ("post", "/api/auth/totp/disable", "Turn TOTP off with a code", "accounts"),
+    ("get", "/api/auth/providers", "Configured OAuth / OpenID Connect sign-in providers", "accounts"),
+    ("get", "/api/auth/login/{provider}", "302 to the provider (state + PKCE); ?return_to= on the allow-list", "accounts"),
+    ("get", "/api/auth/callback/{provider}", "Provider callback: session cookie + 302 to the return URL", "accounts"),
 ];
 
 pub fn routes(cfg: &mut web::ServiceConfig) {

@@ -10,6 +10,7 @@
 
 pub mod crypto;
 pub mod hasher;
+pub mod identities;
 pub mod password;
 pub mod schema;
 pub mod totp;
@@ -122,11 +123,13 @@ pub struct Accounts {
     /// Provider identities: (provider, subject) → user id.
     pub(crate) identities: HashMap<(String, String), String>,
     /// Emails (and guest ids) with a registration in flight.
-    reserved: HashSet<String>,
+    pub(crate) reserved: HashSet<String>,
     failures: HashMap<String, VecDeque<i64>>,
     codes: HashMap<(CodePurpose, String), PendingCode>,
     sends: HashMap<(CodePurpose, String), VecDeque<i64>>,
     pub(crate) mfa: HashMap<[u8; 32], MfaPending>,
+    /// OAuth sign-ins under way, by SHA-256 of their state.
+    pub(crate) sign_ins: HashMap<[u8; 32], identities::PendingSignIn>,
     pub(crate) writer: Addr<Writer>,
     pub(crate) hasher: Addr<Hasher>,
     pub(crate) settings: AccountSettings,
@@ -185,6 +188,7 @@ impl Accounts {
             let (p, s, u) = row?;
             identities.insert((p, s), u);
         }
+        let sign_ins = identities::load_states(conn)?.into_iter().collect();
         let by_email = users.values().filter_map(|u| Some((u.email.clone()?, u.id.clone()))).collect();
         let probe = Hasher::new(settings.hash)?;
         let dummy_hash = probe.hash("plaza dummy password, never matches a login")?;
@@ -204,6 +208,7 @@ impl Accounts {
             codes: HashMap::new(),
             sends: HashMap::new(),
             mfa: HashMap::new(),
+            sign_ins,
             writer,
             hasher,
             secrets: settings.secret_key.map(SecretBox::new),
@@ -341,6 +346,15 @@ impl Actor for Accounts {
             let send_window = CODE_SEND_WINDOW.as_millis() as i64;
             act.sends.retain(|_, t| t.back().is_some_and(|last| now - last < send_window));
             act.mfa.retain(|_, m| m.expires_at_ms > now);
+            act.sign_ins.retain(|_, s| s.expires_at_ms > now);
+            let op = WriteOp::Internal {
+                sql: "DELETE FROM _plaza_oauth_states WHERE expires_at <= ?",
+                params: vec![SqlValue::Integer(now)],
+            };
+            let saved = act.persist(vec![op]);
+            actix::spawn(async move {
+                let _ = saved.await;
+            });
         });
     }
 }

@@ -7,6 +7,7 @@
 //! account in the actor (`PLAZA_LOGIN_MAX_FAILURES`); both answer 429 with `Retry-After`.
 
 pub mod keys;
+pub mod oauth;
 pub mod totp;
 
 use std::net::IpAddr;
@@ -38,6 +39,8 @@ pub struct AccountsState {
     attempts: Option<Arc<DefaultKeyedRateLimiter<IpAddr>>>,
     /// `plaza_auth_logins_total{result="success|failure|locked_out|mfa_required"}`.
     pub logins: IntCounterVec,
+    /// Sign-in providers and where their sign-ins may return to.
+    pub oauth: oauth::OAuth,
 }
 
 /// How often idle IPs are dropped from the attempt limiter.
@@ -63,7 +66,8 @@ impl AccountsState {
         let logins = IntCounterVec::new(Opts::new("auth_logins_total", "Password and second-factor sign-ins by result"), &["result"])
             .map_err(|e| e.to_string())?;
         registry.register(Box::new(logins.clone())).map_err(|e| e.to_string())?;
-        Ok(AccountsState { attempts, logins })
+        let oauth = oauth::OAuth::from_config(config)?;
+        Ok(AccountsState { attempts, logins, oauth })
     }
 
     pub fn json(&self) -> Value {
@@ -83,6 +87,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .service(resource("/api/auth/upgrade").route(web::post().to(upgrade)));
     keys::routes(cfg);
     totp::routes(cfg);
+    oauth::routes(cfg);
 }
 
 /// One credential attempt from this client IP; 429 past `PLAZA_LOGIN_RATE_LIMIT` a minute.
