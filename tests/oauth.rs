@@ -204,3 +204,13 @@ async fn oauth_sign_in_with_pkce_state_links_and_upgrades() {
 fn urlencode(s: &str) -> String {
     oauth2::url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
 }
+
+/// Real providers are HTTPS: the client the server uses must speak TLS (refused connection,
+/// not "SSL is not supported").
+#[actix_web::test]
+async fn the_outgoing_client_speaks_https() {
+    let client = awc::Client::builder().timeout(std::time::Duration::from_secs(5)).finish();
+    let err = client.get("https://127.0.0.1:9/").send().await.err().expect("nothing listens on port 9");
+    let text = err.to_string();
+    assert!(!text.to_lowercase().contains("ssl is not supported"), "{text}");
+}
