@@ -201,6 +201,63 @@ async fn oauth_sign_in_with_pkce_state_links_and_upgrades() {
     assert_eq!(status, StatusCode::UNAUTHORIZED, "the guest session ended");
 }
 
+#[actix_web::test]
+async fn linked_identities_and_pending_sign_ins_survive_a_restart() {
+    let mock: Shared = Arc::default();
+    let served = mock.clone();
+    let provider = actix_test::start(move || {
+        App::new()
+            .app_data(web::Data::new(served.clone()))
+            .route("/token", web::post().to(token))
+            .route("/userinfo", web::get().to(userinfo))
+    });
+    let base = provider.url("/");
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = || {
+        let mut c = Config { in_memory: false, db: dir.path().join("plaza.db"), ..config() };
+        c.oauth = vec![OAuthProviderConfig {
+            name: "mock".into(),
+            client_id: "cid".into(),
+            client_secret: Some("csecret".into()),
+            auth_url: Some(format!("{base}authorize")),
+            token_url: Some(format!("{base}token")),
+            userinfo_url: Some(format!("{base}userinfo")),
+            ..Default::default()
+        }];
+        c.accounts.oauth_return_urls = vec!["http://app.example/".into()];
+        c.accounts.public_url = Some("http://plaza.test/".into());
+        c
+    };
+    let sign_in = |state: &str, cookie: &str| {
+        get(&format!("/api/auth/callback/mock?code=c-{state}&state={state}"))
+            .cookie(actix_web::cookie::Cookie::new("plaza_oauth_state", cookie.to_string()))
+    };
+    let started = |resp: actix_web::dev::ServiceResponse<_>| {
+        let q = query(resp.headers().get("location").unwrap().to_str().unwrap());
+        (q["state"].clone(), q["code_challenge"].clone())
+    };
+    let (first_user, pending) = {
+        let app = app_with(cfg()).await;
+        let (state, challenge) = started(test::call_service(&app, get("/api/auth/login/mock").to_request()).await);
+        mock.lock().unwrap().grants.insert(format!("c-{state}"), (challenge, json!({"sub":"p1","email":"pat@example.com","email_verified":true})));
+        let resp = test::call_service(&app, sign_in(&state, &state).to_request()).await;
+        assert_eq!(resp.headers().get("location").unwrap(), "http://app.example/");
+        let t = set_cookie(&resp, "plaza_session").unwrap();
+        let (_, me) = call(&app, get("/api/auth/me").insert_header(("Authorization", format!("Bearer {t}")))).await;
+        // A second sign-in is left at the provider while the server restarts.
+        let pending = started(test::call_service(&app, get("/api/auth/login/mock").to_request()).await);
+        (me["user_id"].as_str().unwrap().to_string(), pending)
+    };
+    let app = app_with(cfg()).await;
+    let (state, challenge) = pending;
+    mock.lock().unwrap().grants.insert(format!("c-{state}"), (challenge, json!({"sub":"p1"})));
+    let resp = test::call_service(&app, sign_in(&state, &state).to_request()).await;
+    assert_eq!(resp.status(), StatusCode::FOUND, "the pending sign-in survived");
+    let t = set_cookie(&resp, "plaza_session").unwrap();
+    let (_, me) = call(&app, get("/api/auth/me").insert_header(("Authorization", format!("Bearer {t}")))).await;
+    assert_eq!(me["user_id"], first_user.as_str(), "the identity stays linked");
+}
+
 fn urlencode(s: &str) -> String {
     oauth2::url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
 }

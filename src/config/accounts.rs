@@ -186,3 +186,42 @@ impl AccountsConfig {
         AccountsConfig { argon2_memory_kib: 256, argon2_iterations: 1, ..AccountsConfig::default() }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_config_file_takes_an_accounts_table_and_oauth_providers() {
+        let c: crate::config::Config = toml::from_str(
+            r#"
+            [accounts]
+            password_min_length = 12
+            accounts_key = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="
+            oauth_return_urls = ["https://app.example.com/"]
+
+            [[oauth]]
+            name = "google"
+            preset = "google"
+            client_id = "id"
+            client_secret = "secret"
+
+            [[oauth]]
+            name = "corp"
+            issuer = "https://sso.example.com"
+            client_id = "corp-id"
+            "#,
+        )
+        .unwrap();
+        assert_eq!(c.accounts.password_min_length, 12);
+        assert_eq!(c.accounts.argon2_memory_kib, DEFAULT_ARGON2_MEMORY_KIB);
+        assert_eq!(c.accounts.key_bytes().unwrap(), Some(core::array::from_fn(|i| i as u8)));
+        assert_eq!(c.oauth.len(), 2);
+        assert_eq!(c.oauth[1].issuer.as_deref(), Some("https://sso.example.com"));
+        assert!(c.validate().is_ok());
+        let bad = AccountsConfig { accounts_key: Some("c2hvcnQ=".into()), ..AccountsConfig::default() };
+        assert!(bad.validate().unwrap_err().contains("32 bytes"));
+        let weak = AccountsConfig { argon2_memory_kib: 1, ..AccountsConfig::default() };
+        assert!(weak.validate().is_err());
+    }
+}
