@@ -267,7 +267,7 @@ fn urlencode(s: &str) -> String {
 #[actix_web::test]
 async fn the_outgoing_client_speaks_https() {
     let client = awc::Client::builder().timeout(std::time::Duration::from_secs(5)).finish();
-    let err = client.get("https://127.0.0.1:9/").send().await.err().expect("nothing listens on port 9");
+    let err = client.get("https://127.0.0.1:9/").send().await.expect_err("nothing listens on port 9");
     let text = err.to_string();
     assert!(!text.to_lowercase().contains("ssl is not supported"), "{text}");
 }

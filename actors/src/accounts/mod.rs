@@ -450,7 +450,7 @@ impl Handler<Login> for Accounts {
         let user = self.user_by_email(&email).and_then(|u| Some((u.id.clone(), u.password_hash.clone()?)));
         let hash = user.as_ref().map_or_else(|| self.dummy_hash.clone(), |(_, h)| h.clone());
         let check = self.hasher.send(VerifyPassword { hash, password: msg.password });
-        Box::pin(async move { check.await }.into_actor(self).map(move |ok, act, _| {
+        Box::pin(check.into_actor(self).map(move |ok, act, _| {
             let ok = ok?;
             match user {
                 Some((id, _)) if ok => {
