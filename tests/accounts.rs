@@ -379,6 +379,7 @@ async fn totp_second_factor_with_single_use_backup_codes() {
     let uri = enrolled["otpauth_uri"].as_str().unwrap();
     assert!(uri.starts_with("otpauth://totp/Plaza:ida%40example.com?") || uri.starts_with("otpauth://totp/Plaza:ida@example.com?"), "{uri}");
     assert!(uri.contains(&format!("secret={secret}")));
+    assert!(enrolled["qr_svg"].as_str().unwrap().starts_with("<?xml"), "a QR code of the URI");
 
     let wrong = if totp_code(&secret, 0) == "000000" { "111111" } else { "000000" };
     let (status, _) = call(&app, user_post("/api/auth/totp/verify", &t, json!({"code": wrong}))).await;
@@ -421,6 +422,8 @@ async fn totp_second_factor_with_single_use_backup_codes() {
     let app = app_on!(cfg(), tx);
     let (_, third) = call(&app, login()).await;
     let mfa = third["mfa_token"].as_str().expect("TOTP survives a restart").to_string();
+    let (status, _) = call(&app, anon_post("/api/auth/totp/verify", json!({"mfa_token": mfa, "code": totp_code(&secret, 0)}))).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "a used time step stays used after a restart");
     let (status, s) = call(&app, anon_post("/api/auth/totp/verify", json!({"mfa_token": mfa, "code": totp_code(&secret, 1)}))).await;
     assert_eq!(status, StatusCode::CREATED, "{s}");
     let t = token(&s);

@@ -158,7 +158,7 @@ impl Accounts {
     /// dummy hash is made here, on the starting thread, once.
     pub fn load(conn: &Connection, writer: Addr<Writer>, settings: AccountSettings) -> Result<Accounts> {
         let mut users = HashMap::new();
-        let mut stmt = conn.prepare("SELECT id, email, password_hash, verified, totp_secret, totp_enabled FROM _plaza_users")?;
+        let mut stmt = conn.prepare("SELECT id, email, password_hash, verified, totp_secret, totp_enabled, totp_last_step FROM _plaza_users")?;
         let rows = stmt.query_map([], |r| {
             Ok(User {
                 id: r.get(0)?,
@@ -168,7 +168,7 @@ impl Accounts {
                 totp_secret: r.get(4)?,
                 totp_enabled: r.get(5)?,
                 backup_codes: HashSet::new(),
-                last_totp_step: 0,
+                last_totp_step: r.get::<_, i64>(6)?.max(0) as u64,
             })
         })?;
         for u in rows {

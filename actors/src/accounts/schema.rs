@@ -10,7 +10,7 @@ const DDL: &str = "
 -- PHC string (NULL for accounts that only sign in with a provider); totp_secret is encrypted.
 CREATE TABLE IF NOT EXISTS _plaza_users (
     id TEXT PRIMARY KEY, email TEXT UNIQUE, password_hash TEXT, verified INTEGER NOT NULL DEFAULT 0,
-    totp_secret BLOB, totp_enabled INTEGER NOT NULL DEFAULT 0,
+    totp_secret BLOB, totp_enabled INTEGER NOT NULL DEFAULT 0, totp_last_step INTEGER NOT NULL DEFAULT 0,
     created_at INTEGER NOT NULL, last_login_at INTEGER);
 -- Provider identities linked to accounts (provider's subject id, never its tokens).
 CREATE TABLE IF NOT EXISTS _plaza_identities (

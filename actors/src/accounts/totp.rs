@@ -1,6 +1,7 @@
 //! TOTP second factor (RFC 6238: SHA-1, 6 digits, 30 s, one step of skew). The secret is sealed
 //! with the accounts key before it is stored; a code is accepted once (its time step must be
-//! newer than the last one accepted), and ten single-use backup codes are kept as SHA-256.
+//! newer than the last one accepted, which is stored, so a restart does not reopen it), and ten
+//! single-use backup codes are kept as SHA-256.
 
 use actix::prelude::*;
 use rusqlite::types::Value as SqlValue;
@@ -67,17 +68,28 @@ impl Accounts {
         Err(wrong_code())
     }
 
-    /// Consumes a backup code: gone from memory now, from the table before the caller is
-    /// answered (a concurrent second use finds it gone already).
-    fn consume(&mut self, user_id: &str, factor: &Factor) -> Option<WriteOp> {
-        let Factor::Backup(hash) = factor else { return None };
-        if let Some(u) = self.users.get_mut(user_id) {
-            u.backup_codes.remove(hash);
+    /// Spends a factor: a backup code is gone from memory now (a concurrent second use finds
+    /// it gone already), a TOTP step is marked used; the op writes that before anyone is answered.
+    fn consume(&mut self, user_id: &str, factor: &Factor) -> WriteOp {
+        let user = SqlValue::Text(user_id.to_string());
+        match factor {
+            Factor::Backup(hash) => {
+                if let Some(u) = self.users.get_mut(user_id) {
+                    u.backup_codes.remove(hash);
+                }
+                WriteOp::Internal {
+                    sql: "DELETE FROM _plaza_backup_codes WHERE user_id = ? AND code_hash = ?",
+                    params: vec![user, SqlValue::Blob(hash.to_vec())],
+                }
+            }
+            Factor::Totp => {
+                let step = self.users.get(user_id).map_or(0, |u| u.last_totp_step);
+                WriteOp::Internal {
+                    sql: "UPDATE _plaza_users SET totp_last_step = ? WHERE id = ?",
+                    params: vec![SqlValue::Integer(step.min(i64::MAX as u64) as i64), user],
+                }
+            }
         }
-        Some(WriteOp::Internal {
-            sql: "DELETE FROM _plaza_backup_codes WHERE user_id = ? AND code_hash = ?",
-            params: vec![SqlValue::Text(user_id.to_string()), SqlValue::Blob(hash.to_vec())],
-        })
     }
 }
 
@@ -144,15 +156,17 @@ impl Handler<ConfirmTotp> for Accounts {
             if self.users.get(&msg.user_id).is_some_and(|u| u.totp_enabled) {
                 return Err(PlazaError::Conflict("TOTP is already on".into()));
             }
-            self.check_factor(&msg.user_id, &msg.code, false)?;
-            (0..BACKUP_CODES).map(|_| crypto::backup_code()).collect::<Result<Vec<_>>>()
+            let factor = self.check_factor(&msg.user_id, &msg.code, false)?;
+            let spent = self.consume(&msg.user_id, &factor);
+            Ok((spent, (0..BACKUP_CODES).map(|_| crypto::backup_code()).collect::<Result<Vec<_>>>()?))
         })();
-        let codes = match checked {
+        let (spent, codes) = match checked {
             Ok(c) => c,
             Err(e) => return Box::pin(fut::ready(Err(e))),
         };
         let id = || SqlValue::Text(msg.user_id.clone());
         let mut ops = vec![
+            spent,
             WriteOp::Internal { sql: "UPDATE _plaza_users SET totp_enabled = 1 WHERE id = ?", params: vec![id()] },
             WriteOp::Internal { sql: "DELETE FROM _plaza_backup_codes WHERE user_id = ?", params: vec![id()] },
         ];
@@ -188,11 +202,15 @@ impl Handler<DisableTotp> for Accounts {
         if !self.users.get(&msg.user_id).is_some_and(|u| u.totp_enabled) {
             return Box::pin(fut::ready(Err(PlazaError::Conflict("TOTP is not on".into()))));
         }
-        if let Err(e) = self.check_factor(&msg.user_id, &msg.code, true) {
-            return Box::pin(fut::ready(Err(e)));
-        }
+        let factor = match self.check_factor(&msg.user_id, &msg.code, true) {
+            Ok(f) => f,
+            Err(e) => return Box::pin(fut::ready(Err(e))),
+        };
+        // The step stays marked: a code used to disable cannot sign in after a re-enrolment.
+        let spent = self.consume(&msg.user_id, &factor);
         let id = || SqlValue::Text(msg.user_id.clone());
         let ops = vec![
+            spent,
             WriteOp::Internal { sql: "UPDATE _plaza_users SET totp_secret = NULL, totp_enabled = 0 WHERE id = ?", params: vec![id()] },
             WriteOp::Internal { sql: "DELETE FROM _plaza_backup_codes WHERE user_id = ?", params: vec![id()] },
         ];
@@ -242,7 +260,7 @@ impl Handler<CompleteMfa> for Accounts {
         self.mfa.remove(&key);
         let verified = self.users.get(&user_id).is_some_and(|u| u.verified);
         let signed = SignedIn { user_id: user_id.clone(), verified, mfa_token: None };
-        let Some(op) = self.consume(&user_id, &factor) else { return Box::pin(fut::ready(Ok(signed))) };
+        let op = self.consume(&user_id, &factor);
         Box::pin(self.persist(vec![op]).into_actor(self).map(move |r, _, _| r.map(|()| signed)))
     }
 }

@@ -20,7 +20,13 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 async fn enroll(state: web::Data<AppState>, auth: Auth) -> ApiResult {
     let user_id = session_user(&auth)?;
     let enrollment = state.plaza.accounts.send(EnrollTotp { user_id }).await??;
-    Ok(HttpResponse::Ok().json(enrollment))
+    let mut body = serde_json::to_value(&enrollment).unwrap_or(Value::Null);
+    // Best effort: a URI too long for a QR code still enrols; the app shows the secret instead.
+    if let Ok(qr) = qrcode::QrCode::new(enrollment.otpauth_uri.as_bytes()) {
+        let svg = qr.render::<qrcode::render::svg::Color<'_>>().min_dimensions(200, 200).build();
+        body["qr_svg"] = Value::String(svg);
+    }
+    Ok(HttpResponse::Ok().json(body))
 }
 
 /// With `mfa_token`: finishes a sign-in (201 session). Otherwise, for a signed-in account:
