@@ -248,6 +248,9 @@ async fn sessions_are_listed_and_revoked_by_id() {
     assert_eq!(call(&app, bearer(get("/api/auth/me"), &t2)).await.0, StatusCode::UNAUTHORIZED);
     assert_eq!(call(&app, del(&t1, id)).await.0, StatusCode::NOT_FOUND);
     assert_eq!(call(&app, get("/api/auth/sessions")).await.0, StatusCode::UNAUTHORIZED);
+    let (_, guest) = call(&app, anon_post("/api/auth/guest", json!({})).insert_header(("User-Agent", "game/2"))).await;
+    let (_, list) = call(&app, bearer(get("/api/auth/sessions"), &token(&guest))).await;
+    assert_eq!(list["sessions"][0]["user_agent"], "game/2", "guest sessions record where they came from too");
 }
 
 #[actix_web::test]

@@ -641,17 +641,3 @@ impl Handler<VerifyEmail> for Accounts {
         }))
     }
 }
-
-/// Whether `user_id` is an account (guests and magic-code users are not).
-#[derive(Message)]
-#[rtype(result = "bool")]
-pub struct IsAccount {
-    pub user_id: String,
-}
-
-impl Handler<IsAccount> for Accounts {
-    type Result = bool;
-    fn handle(&mut self, msg: IsAccount, _: &mut Context<Self>) -> bool {
-        self.users.contains_key(&msg.user_id)
-    }
-}

@@ -243,10 +243,6 @@ impl SessionStore {
         async move { sent.await?.map(|_| ()) }
     }
 
-    fn issue(&mut self, user_id: String, guest: bool) -> ResponseActFuture<Self, Result<IssuedSession>> {
-        self.issue_with(user_id, guest, SessionMeta::default(), None)
-    }
-
     fn issue_with(
         &mut self,
         user_id: String,
@@ -357,24 +353,27 @@ impl Actor for SessionStore {
 #[rtype(result = "Result<IssuedSession>")]
 pub struct CreateSession {
     pub user_id: String,
+    pub meta: SessionMeta,
 }
 
 impl Handler<CreateSession> for SessionStore {
     type Result = ResponseActFuture<Self, Result<IssuedSession>>;
     fn handle(&mut self, msg: CreateSession, _: &mut Context<Self>) -> Self::Result {
-        self.issue(msg.user_id, false)
+        self.issue_with(msg.user_id, false, msg.meta, None)
     }
 }
 
 /// A guest session with a fresh `guest_…` user id.
 #[derive(Message)]
 #[rtype(result = "Result<IssuedSession>")]
-pub struct CreateGuest;
+pub struct CreateGuest {
+    pub meta: SessionMeta,
+}
 
 impl Handler<CreateGuest> for SessionStore {
     type Result = ResponseActFuture<Self, Result<IssuedSession>>;
-    fn handle(&mut self, _: CreateGuest, _: &mut Context<Self>) -> Self::Result {
-        self.issue(format!("guest_{}", uuid::Uuid::now_v7().simple()), true)
+    fn handle(&mut self, msg: CreateGuest, _: &mut Context<Self>) -> Self::Result {
+        self.issue_with(format!("guest_{}", uuid::Uuid::now_v7().simple()), true, msg.meta, None)
     }
 }
 
@@ -499,6 +498,7 @@ impl Handler<IssueMagicCode> for SessionStore {
 pub struct VerifyMagicCode {
     pub email: String,
     pub code: String,
+    pub meta: SessionMeta,
 }
 
 impl Handler<VerifyMagicCode> for SessionStore {
@@ -523,7 +523,7 @@ impl Handler<VerifyMagicCode> for SessionStore {
             return Box::pin(fut::ready(Err(invalid())));
         }
         self.codes.remove(&email);
-        self.issue(email, false)
+        self.issue_with(email, false, msg.meta, None)
     }
 }
 
