@@ -437,3 +437,77 @@ async fn totp_second_factor_with_single_use_backup_codes() {
     let (status, plain) = call(&app, login()).await;
     assert_eq!(status, StatusCode::CREATED, "no second factor any more: {plain}");
 }
+
+#[actix_web::test]
+async fn raising_the_argon2_cost_rehashes_on_the_next_login() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = |memory_kib: u32| {
+        let mut c = Config { in_memory: false, db: dir.path().join("plaza.db"), ..config() };
+        c.accounts.argon2_memory_kib = memory_kib;
+        c
+    };
+    let stored = || -> String {
+        let conn = rusqlite::Connection::open(dir.path().join("plaza.db")).unwrap();
+        conn.query_row("SELECT password_hash FROM _plaza_users", [], |r| r.get(0)).unwrap()
+    };
+    {
+        let (tx, _rx) = mpsc::channel();
+        let app = app_on!(cfg(256), tx);
+        call(&app, anon_post("/api/auth/password/register", json!({"email":"jo@example.com","password":PASSWORD}))).await;
+    }
+    assert!(stored().starts_with("$argon2id$v=19$m=256,"), "{}", stored());
+    let (tx, _rx) = mpsc::channel();
+    let app = app_on!(cfg(512), tx);
+    let login = || anon_post("/api/auth/password/login", json!({"email":"jo@example.com","password":PASSWORD}));
+    assert_eq!(call(&app, login()).await.0, StatusCode::CREATED, "an old hash still verifies");
+    let mut rehashed = false;
+    for _ in 0..100 {
+        if stored().starts_with("$argon2id$v=19$m=512,") {
+            rehashed = true;
+            break;
+        }
+        actix_web::rt::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(rehashed, "{}", stored());
+    assert_eq!(call(&app, login()).await.0, StatusCode::CREATED, "and the new one too");
+}
+
+#[actix_web::test]
+async fn bad_input_gets_clear_errors() {
+    let (tx, _rx) = mpsc::channel();
+    let app = app_on!(config(), tx);
+    let register = "/api/auth/password/register";
+    for (body, code) in [
+        (json!({}), "VALIDATION"),
+        (json!({"email": 5, "password": PASSWORD}), "VALIDATION"),
+        (json!({"email": "not-an-address", "password": PASSWORD}), "VALIDATION"),
+        (json!({"email": "k@example.com", "password": "p".repeat(100) + &"q".repeat(2000)}), "VALIDATION"),
+    ] {
+        let (status, b) = call(&app, anon_post(register, body.clone())).await;
+        assert_eq!((status, error_code(&b)), (StatusCode::BAD_REQUEST, code), "{body}");
+        assert!(b["error"]["message"].is_string());
+    }
+    let raw = TestRequest::post().uri(register).insert_header(("Origin", ORIGIN)).set_payload("{nope");
+    assert_eq!(error_code(&call(&app, raw).await.1), "INVALID_JSON");
+    let no_origin = TestRequest::post().uri(register).set_json(json!({"email":"k@example.com","password":PASSWORD}));
+    assert_eq!(error_code(&call(&app, no_origin).await.1), "CSRF", "anonymous state changes need an allowed Origin");
+    let (_, reg) = call(&app, anon_post(register, json!({"email":"k@example.com","password":PASSWORD}))).await;
+    let t = token(&reg);
+    for (path, body) in [
+        ("/api/auth/email/verify", json!({"code": [1]})),
+        ("/api/auth/api-keys", json!({"name": "x".repeat(101)})),
+        ("/api/auth/api-keys", json!({"name": ""})),
+        ("/api/auth/password/change", json!({"old_password": PASSWORD})),
+    ] {
+        let (status, b) = call(&app, user_post(path, &t, body.clone())).await;
+        assert_eq!((status, error_code(&b)), (StatusCode::BAD_REQUEST, "VALIDATION"), "{path} {body}");
+    }
+    let (status, b) = call(&app, bearer(TestRequest::delete().uri("/api/auth/sessions/%00%ff"), &t)).await;
+    assert_eq!((status, error_code(&b)), (StatusCode::NOT_FOUND, "NOT_FOUND"));
+    let (status, b) = call(&app, user_post("/api/auth/totp/verify", "x", json!({"mfa_token":"made-up","code":"123456"}))).await;
+    assert_eq!((status, error_code(&b)), (StatusCode::UNAUTHORIZED, "UNAUTHORIZED"), "a bad bearer is 401 before anything");
+    let (status, b) = call(&app, anon_post("/api/auth/totp/verify", json!({"mfa_token":"made-up","code":"123456"}))).await;
+    assert_eq!((status, error_code(&b)), (StatusCode::UNAUTHORIZED, "UNAUTHORIZED"));
+    let (status, b) = call(&app, anon_post("/api/auth/totp/verify", json!({"code":"123456"}))).await;
+    assert_eq!((status, error_code(&b)), (StatusCode::UNAUTHORIZED, "UNAUTHORIZED"), "no session, no mfa token");
+}

@@ -51,6 +51,16 @@ impl Hasher {
     }
 }
 
+/// Whether `hash` was made with other parameters than `p` (so a login should re-hash it).
+pub fn is_stale(hash: &str, p: HashParams) -> bool {
+    let Ok(h) = PasswordHash::new(hash) else { return false };
+    let Ok(params) = Params::try_from(&h) else { return false };
+    h.algorithm.as_str() != "argon2id"
+        || params.m_cost() != p.memory_kib
+        || params.t_cost() != p.iterations
+        || params.p_cost() != p.parallelism
+}
+
 impl Actor for Hasher {
     type Context = SyncContext<Self>;
 }
@@ -96,5 +106,8 @@ mod tests {
         assert!(h.verify(&a, "correct horse battery"));
         assert!(!h.verify(&a, "correct horse battery!"));
         assert!(!h.verify("not a hash", "x"));
+        assert!(!is_stale(&a, HashParams { memory_kib: 64, iterations: 1, parallelism: 1 }));
+        assert!(is_stale(&a, HashParams { memory_kib: 128, iterations: 1, parallelism: 1 }));
+        assert!(!is_stale("not a hash", HashParams::default()));
     }
 }

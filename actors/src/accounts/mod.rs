@@ -449,13 +449,18 @@ impl Handler<Login> for Accounts {
         }
         let user = self.user_by_email(&email).and_then(|u| Some((u.id.clone(), u.password_hash.clone()?)));
         let hash = user.as_ref().map_or_else(|| self.dummy_hash.clone(), |(_, h)| h.clone());
+        let stale = user.as_ref().is_some_and(|(_, h)| hasher::is_stale(h, self.settings.hash));
+        let password = stale.then(|| msg.password.clone());
         let check = self.hasher.send(VerifyPassword { hash, password: msg.password });
-        Box::pin(check.into_actor(self).map(move |ok, act, _| {
+        Box::pin(check.into_actor(self).map(move |ok, act, ctx| {
             let ok = ok?;
             match user {
-                Some((id, _)) if ok => {
+                Some((id, old_hash)) if ok => {
                     act.failures.remove(&email);
                     let signed = act.signed_in(&id)?;
+                    if let Some(password) = password {
+                        act.rehash(ctx, id.clone(), old_hash, password);
+                    }
                     let op = WriteOp::Internal {
                         sql: "UPDATE _plaza_users SET last_login_at = ? WHERE id = ?",
                         params: vec![SqlValue::Integer(now_ms()), SqlValue::Text(id)],
@@ -473,6 +478,32 @@ impl Handler<Login> for Accounts {
                 }
             }
         }))
+    }
+}
+
+impl Accounts {
+    /// Re-hashes a password whose stored hash was made with other argon2 parameters (raised in
+    /// config), after a successful login: the only moment the password is at hand. Skipped if
+    /// the hash changed meanwhile (a password change won).
+    fn rehash(&mut self, ctx: &mut Context<Self>, id: String, old_hash: String, password: String) {
+        let (hasher, writer, id2) = (self.hasher.clone(), self.writer.clone(), id.clone());
+        let work = async move {
+            let new_hash = hasher.send(HashPassword { password }).await??;
+            let op = WriteOp::Internal {
+                sql: "UPDATE _plaza_users SET password_hash = ? WHERE id = ? AND password_hash = ?",
+                params: vec![SqlValue::Text(new_hash.clone()), SqlValue::Text(id2), SqlValue::Text(old_hash.clone())],
+            };
+            writer.send(Write { auth: AuthContext::admin(), ops: vec![op] }).await??;
+            Ok::<_, PlazaError>((old_hash, new_hash))
+        };
+        ctx.spawn(work.into_actor(self).map(move |r, act, _| match r {
+            Ok((old, new)) => {
+                if let Some(u) = act.users.get_mut(&id).filter(|u| u.password_hash.as_deref() == Some(old.as_str())) {
+                    u.password_hash = Some(new);
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "could not re-hash a password with the current argon2 parameters"),
+        }));
     }
 }
 
