@@ -58,7 +58,7 @@ pub enum Command {
     Check,
     /// Copy the live database to OUT with SQLite's online backup API (safe while serving).
     Backup { out: PathBuf },
-    /// Replace the database with the backup IN (run while the server is stopped).
+    /// Replace the database with the backup IN (refused while a server serves the database).
     Restore { input: PathBuf },
 }
 

@@ -34,9 +34,11 @@ fn main() -> ExitCode {
         Command::Backup { out } => plaza_actors::store::backup(&config.db, &out)
             .map(|()| println!("backed up {} to {}", config.db.display(), out.display()))
             .map_err(|e| e.to_string()),
-        Command::Restore { input } => plaza_actors::store::restore(&input, &config.db)
-            .map(|()| println!("restored {} from {}", config.db.display(), input.display()))
-            .map_err(|e| e.to_string()),
+        Command::Restore { input } => DbLock::acquire(&config.db).and_then(|_lock| {
+            plaza_actors::store::restore(&input, &config.db)
+                .map(|()| println!("restored {} from {}", config.db.display(), input.display()))
+                .map_err(|e| e.to_string())
+        }),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
@@ -63,6 +65,7 @@ fn check(config: &Config) -> Result<(), String> {
 }
 
 async fn serve(config: Config) -> Result<(), String> {
+    let _lock = if config.in_memory { None } else { Some(DbLock::acquire(&config.db)?) };
     let state = plaza::build_state(config.clone()).map_err(|e| e.to_string())?;
     let app_state = state.clone();
     let server = HttpServer::new(move || App::new().configure(plaza::configure(app_state.clone())))
@@ -96,6 +99,39 @@ async fn serve(config: Config) -> Result<(), String> {
     server.await.map_err(|e| e.to_string())?;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Who may change a database file: the one server serving it, or `restore` replacing it, never
+/// both. An exclusive `flock` on `<db>.lock`, held for as long as this value lives. The kernel
+/// drops it when the process ends however it ends (SIGKILL included), so a crash never leaves a
+/// stale lock; the file itself means nothing. A separate file because any descriptor this
+/// process opened and closed on the database itself would drop SQLite's own POSIX locks on it.
+/// `backup` takes no lock: it reads a consistent snapshot while the server writes.
+struct DbLock {
+    _held: std::fs::File,
+}
+
+impl DbLock {
+    fn acquire(db: &std::path::Path) -> Result<DbLock, String> {
+        let mut path = db.as_os_str().to_owned();
+        path.push(".lock");
+        let path = std::path::PathBuf::from(path);
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(|e| format!("cannot open the lock file {}: {e}", path.display()))?;
+        match file.try_lock() {
+            Ok(()) => Ok(DbLock { _held: file }),
+            Err(std::fs::TryLockError::WouldBlock) => Err(format!(
+                "database {} is in use by a running plaza server (it holds {}); stop that server first",
+                db.display(),
+                path.display()
+            )),
+            Err(std::fs::TryLockError::Error(e)) => Err(format!("cannot lock {}: {e}", path.display())),
+        }
+    }
 }
 
 /// systemd's watchdog (WatchdogSec=): ping at half the interval it asks for.

@@ -1,6 +1,12 @@
 //! Shared test helpers: the real app built through `plaza::build_state` + `plaza::configure`,
-//! and small request/response helpers.
+//! and small request/response helpers; for the process-level tests, the built binary
+//! ([`process`], [`serve`]) and requests to it over the network ([`remote`]).
 #![allow(dead_code)]
+
+pub mod process;
+pub mod remote;
+
+use std::path::Path;
 
 use actix_web::body::MessageBody;
 use actix_web::dev::{Service, ServiceResponse};
@@ -12,9 +18,31 @@ use serde_json::Value;
 pub const ADMIN: &str = "test-admin-token";
 pub const ORIGIN: &str = "http://app.example";
 
+pub const TODO_MANIFEST: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/todo/plaza.json");
+
 pub fn todo_manifest() -> plaza_actors::AppManifest {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/todo/plaza.json");
-    plaza_actors::AppManifest::load(std::path::Path::new(path)).unwrap().unwrap()
+    plaza_actors::AppManifest::load(Path::new(TODO_MANIFEST)).unwrap().unwrap()
+}
+
+/// The `plaza` binary cargo built for these tests, no flags yet.
+pub fn plaza() -> process::Launch {
+    process::Launch::new(env!("CARGO_BIN_EXE_plaza"))
+}
+
+/// `plaza` serving the todo manifest over the database file `db`, on a free port, with
+/// `admin_token`; add flags, then [`up`].
+pub fn serve(db: &Path, admin_token: &str) -> process::Launch {
+    plaza()
+        .args(["--port", "0", "--admin-token", admin_token])
+        .arg("--db")
+        .arg(db)
+        .arg("--manifest")
+        .arg(TODO_MANIFEST)
+}
+
+/// Starts the server, failing the test with its log when it does not come up.
+pub fn up(launch: process::Launch) -> process::PlazaProcess {
+    launch.start().unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// In-memory, production mode, one allowed origin, an admin token, no rate limit.

@@ -12,7 +12,7 @@ use crate::error::{PlazaError, Result};
 /// Columns every row has; not declarable as fields.
 pub const SYSTEM_FIELDS: [&str; 3] = ["id", "createdAt", "updatedAt"];
 
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AppManifest {
     #[serde(default = "default_manifest_version")]
@@ -36,6 +36,23 @@ pub struct AppManifest {
 
 fn default_manifest_version() -> u32 {
     1
+}
+
+/// An empty app that passes `validate` (what `plaza` serves when there is no manifest file),
+/// so the version must be the supported one, as for a parsed manifest that omits it.
+impl Default for AppManifest {
+    fn default() -> Self {
+        AppManifest {
+            manifest_version: default_manifest_version(),
+            name: String::new(),
+            version: String::new(),
+            entities: Vec::new(),
+            policies: Vec::new(),
+            rooms: None,
+            shards: None,
+            jobs: None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -266,6 +283,13 @@ fn toml_to_json(text: &str) -> Result<Value> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_default_manifest_is_a_valid_empty_app() {
+        let m = AppManifest::default();
+        m.validate().unwrap();
+        assert!(m.entities.is_empty() && m.policies.is_empty());
+    }
 
     #[test]
     fn parses_the_api_example() {

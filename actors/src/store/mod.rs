@@ -62,6 +62,12 @@ pub fn open_write_connection(path: &Path, durability: Durability) -> Result<Conn
     Ok(conn)
 }
 
+/// Read connections: a page cache and a memory map sized for hot point reads.
+pub const READ_TUNING: &str = "PRAGMA busy_timeout=5000; PRAGMA cache_size=-16000; PRAGMA mmap_size=268435456;";
+/// A whole-database scan (export) on a read connection: no map and a small cache, so it does not
+/// pull the file into the server's memory.
+pub const SCAN_TUNING: &str = "PRAGMA cache_size=-2000; PRAGMA mmap_size=0;";
+
 /// Migrates the database to the manifest and opens the read pool.
 pub fn open(options: &StoreOptions, manifest: Arc<AppManifest>, policies: Arc<Policies>) -> Result<OpenedStore> {
     let mut conn = open_write_connection(&options.path, options.durability)?;
@@ -71,7 +77,7 @@ pub fn open(options: &StoreOptions, manifest: Arc<AppManifest>, policies: Arc<Po
         .with_flags(OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI)
         .with_init(|c| {
             c.set_prepared_statement_cache_capacity(256);
-            c.execute_batch("PRAGMA busy_timeout=5000; PRAGMA cache_size=-16000; PRAGMA mmap_size=268435456;")
+            c.execute_batch(READ_TUNING)
         });
     let pool = r2d2::Pool::builder()
         .max_size(options.read_pool_size.max(1))
@@ -85,13 +91,23 @@ pub fn open(options: &StoreOptions, manifest: Arc<AppManifest>, policies: Arc<Po
 }
 
 /// Copies the live database at `from` to `to` with SQLite's online backup API: consistent
-/// while a server keeps writing, in small steps so the server is never blocked for long.
+/// while a server keeps writing. All pages go in one step, inside one read transaction: in WAL
+/// mode that blocks no writer, whereas a backup in several steps starts over whenever another
+/// connection commits between them, so under a steady write load it may never finish.
 pub fn backup(from: &Path, to: &Path) -> Result<()> {
     let src = Connection::open_with_flags(from, OpenFlags::SQLITE_OPEN_READ_ONLY)?;
     let mut dst = Connection::open(to)?;
-    rusqlite::backup::Backup::new(&src, &mut dst)?.run_to_completion(256, Duration::from_millis(5), None)?;
+    let copy = rusqlite::backup::Backup::new(&src, &mut dst)?;
+    // A negative page count copies every page in one step; Busy/Locked (the destination is in
+    // use) are worth retrying.
+    while copy.step(-1)? != rusqlite::backup::StepResult::Done {
+        std::thread::sleep(BACKUP_RETRY);
+    }
     Ok(())
 }
+
+/// Pause before a backup step is retried.
+const BACKUP_RETRY: Duration = Duration::from_millis(5);
 
 /// Replaces the database at `to` with the backup `from` (server stopped). The backup is checked
 /// first, so a bad file never replaces a good database.
