@@ -95,6 +95,7 @@ async fn oauth_sign_in_with_pkce_state_links_and_upgrades() {
     }];
     cfg.accounts.oauth_return_urls = vec!["http://app.example/after".into()];
     cfg.accounts.public_url = Some("http://plaza.test".into());
+    cfg.accounts.accounts_key = Some("AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=".into());
     let app = app_with(cfg).await;
 
     let (status, list) = call(&app, get("/api/auth/providers")).await;
@@ -186,6 +187,24 @@ async fn oauth_sign_in_with_pkce_state_links_and_upgrades() {
     let t = set_cookie(&resp, "plaza_session").unwrap();
     let (_, me) = call(&app, get("/api/auth/me").insert_header(("Authorization", format!("Bearer {t}")))).await;
     assert_eq!(me["user_id"], s1_user.as_str());
+
+    // With TOTP on, the provider alone does not sign in: the return URL gets #mfa_token.
+    let bearer = |req: TestRequest| req.insert_header(("Authorization", format!("Bearer {t}")));
+    let (_, enrolled) = call(&app, bearer(TestRequest::post().uri("/api/auth/totp/enroll"))).await;
+    let secret = totp_rs::Secret::Encoded(enrolled["secret"].as_str().unwrap().to_string()).to_bytes().unwrap();
+    let code = totp_rs::TOTP::new_unchecked(totp_rs::Algorithm::SHA1, 6, 1, 30, secret, None, String::new()).generate_current().unwrap();
+    let (status, on) = call(&app, bearer(TestRequest::post().uri("/api/auth/totp/verify").set_json(json!({"code": code})))).await;
+    assert_eq!(status, StatusCode::OK, "{on}");
+    let (state, cookie, challenge) = begin(test::call_service(&app, start(None).to_request()).await);
+    grant("c8", &challenge, json!({"sub":"s1"}));
+    let resp = test::call_service(&app, back("c8", &state, Some(&cookie)).to_request()).await;
+    assert_eq!(resp.status(), StatusCode::FOUND);
+    assert!(set_cookie(&resp, "plaza_session").is_none(), "no session before the second factor");
+    let location = resp.headers().get("location").unwrap().to_str().unwrap().to_string();
+    let mfa = location.strip_prefix("http://app.example/after/x#mfa_token=").expect("mfa token in the fragment").to_string();
+    let backup = on["backup_codes"][0].as_str().unwrap();
+    let (status, s) = call(&app, TestRequest::post().uri("/api/auth/totp/verify").insert_header(("Origin", ORIGIN)).set_json(json!({"mfa_token": mfa, "code": backup}))).await;
+    assert_eq!((status, s["user_id"].clone()), (StatusCode::CREATED, json!(s1_user)));
 
     // A guest who signs in with a provider becomes that account under the same id.
     let (_, guest) = call(&app, TestRequest::post().uri("/api/auth/guest").insert_header(("Origin", ORIGIN))).await;
