@@ -511,3 +511,24 @@ async fn bad_input_gets_clear_errors() {
     let (status, b) = call(&app, anon_post("/api/auth/totp/verify", json!({"code":"123456"}))).await;
     assert_eq!((status, error_code(&b)), (StatusCode::UNAUTHORIZED, "UNAUTHORIZED"), "no session, no mfa token");
 }
+
+#[actix_web::test]
+async fn a_full_hashing_queue_answers_overloaded_instead_of_waiting_without_bound() {
+    let (tx, _rx) = mpsc::channel();
+    let mut cfg = config();
+    cfg.accounts.argon2_memory_kib = 4096;
+    cfg.accounts.argon2_iterations = 2;
+    let app = app_on!(cfg, tx);
+    let logins = (0..80).map(|i| {
+        let req = anon_post("/api/auth/password/login", json!({"email": format!("n{i}@example.com"), "password": "wrong password!"}));
+        test::call_service(&app, req.to_request())
+    });
+    let answers = futures_util::future::join_all(logins).await;
+    let statuses: Vec<StatusCode> = answers.iter().map(|r| r.status()).collect();
+    let busy = answers.iter().filter(|r| r.status() == StatusCode::SERVICE_UNAVAILABLE).collect::<Vec<_>>();
+    assert!(!busy.is_empty(), "{statuses:?}");
+    assert_eq!(busy[0].headers().get("Retry-After").unwrap(), "1");
+    assert!(statuses.iter().all(|s| *s == StatusCode::UNAUTHORIZED || *s == StatusCode::SERVICE_UNAVAILABLE), "{statuses:?}");
+    let refused = statuses.iter().filter(|s| **s == StatusCode::UNAUTHORIZED).count();
+    assert!(refused >= plaza_actors::accounts::MAX_QUEUED_HASHES_PER_THREAD, "the queue's worth were answered: {refused}");
+}

@@ -40,6 +40,19 @@ pub const MAX_PENDING: usize = 100_000;
 /// A login that passed the password but still owes a TOTP code has this long to give it.
 pub const MFA_TTL: Duration = Duration::from_secs(300);
 const PRUNE_INTERVAL: Duration = Duration::from_secs(60);
+/// Password hashes waiting per hashing thread before new sign-ins are told to come back
+/// (503 `OVERLOADED`, `Retry-After: 1`): a burst queues for well under a second, never without
+/// bound.
+pub const MAX_QUEUED_HASHES_PER_THREAD: usize = 32;
+
+/// A place in the hashing queue, given back when dropped (the work finished or was abandoned).
+pub(crate) struct HashPermit(std::rc::Rc<std::cell::Cell<usize>>);
+
+impl Drop for HashPermit {
+    fn drop(&mut self) {
+        self.0.set(self.0.get().saturating_sub(1));
+    }
+}
 
 /// What accounts can be configured with.
 #[derive(Debug, Clone)]
@@ -135,6 +148,8 @@ pub struct Accounts {
     pub(crate) settings: AccountSettings,
     pub(crate) secrets: Option<SecretBox>,
     dummy_hash: String,
+    /// Hash jobs sent to the `Hasher` and not finished.
+    hashing: std::rc::Rc<std::cell::Cell<usize>>,
 }
 
 pub(crate) fn now_ms() -> i64 {
@@ -214,12 +229,23 @@ impl Accounts {
             secrets: settings.secret_key.map(SecretBox::new),
             settings,
             dummy_hash,
+            hashing: Default::default(),
         })
     }
 
     pub(crate) fn persist(&self, ops: Vec<WriteOp>) -> impl std::future::Future<Output = Result<()>> {
         let sent = self.writer.send(Write { auth: AuthContext::admin(), ops });
         async move { sent.await?.map(|_| ()) }
+    }
+
+    /// A place in the hashing queue, or 503 `OVERLOADED` when it is full.
+    pub(crate) fn hash_permit(&self) -> Result<HashPermit> {
+        let limit = MAX_QUEUED_HASHES_PER_THREAD * self.settings.hash_threads.max(1);
+        if self.hashing.get() >= limit {
+            return Err(PlazaError::Overloaded { retry_after_secs: 1 });
+        }
+        self.hashing.set(self.hashing.get() + 1);
+        Ok(HashPermit(self.hashing.clone()))
     }
 
     pub(crate) fn user_by_email(&self, email: &str) -> Option<&User> {
@@ -386,7 +412,7 @@ impl Handler<Register> for Accounts {
             };
             Ok((email, id))
         })();
-        let (email, id) = match prepared {
+        let (email, id, permit) = match prepared.and_then(|(e, i)| Ok((e, i, self.hash_permit()?))) {
             Ok(p) => p,
             Err(e) => return Box::pin(fut::ready(Err(e))),
         };
@@ -395,7 +421,9 @@ impl Handler<Register> for Accounts {
         let (hasher, writer) = (self.hasher.clone(), self.writer.clone());
         let (e2, id2) = (email.clone(), id.clone());
         let work = async move {
-            let hash = hasher.send(HashPassword { password: msg.password }).await??;
+            let hash = hasher.send(HashPassword { password: msg.password }).await;
+            drop(permit);
+            let hash = hash??;
             let op = WriteOp::Internal {
                 sql: "INSERT INTO _plaza_users (id, email, password_hash, verified, created_at, last_login_at) VALUES (?,?,?,0,?,?)",
                 params: vec![
@@ -444,15 +472,17 @@ impl Handler<Login> for Accounts {
             Ok(e) => e,
             Err(e) => return Box::pin(fut::ready(Err(e))),
         };
-        if let Err(e) = self.check_lockout(&email) {
-            return Box::pin(fut::ready(Err(e)));
-        }
+        let permit = match self.check_lockout(&email).and_then(|()| self.hash_permit()) {
+            Ok(p) => p,
+            Err(e) => return Box::pin(fut::ready(Err(e))),
+        };
         let user = self.user_by_email(&email).and_then(|u| Some((u.id.clone(), u.password_hash.clone()?)));
         let hash = user.as_ref().map_or_else(|| self.dummy_hash.clone(), |(_, h)| h.clone());
         let stale = user.as_ref().is_some_and(|(_, h)| hasher::is_stale(h, self.settings.hash));
         let password = stale.then(|| msg.password.clone());
         let check = self.hasher.send(VerifyPassword { hash, password: msg.password });
         Box::pin(check.into_actor(self).map(move |ok, act, ctx| {
+            drop(permit);
             let ok = ok?;
             match user {
                 Some((id, old_hash)) if ok => {
@@ -486,9 +516,13 @@ impl Accounts {
     /// config), after a successful login: the only moment the password is at hand. Skipped if
     /// the hash changed meanwhile (a password change won).
     fn rehash(&mut self, ctx: &mut Context<Self>, id: String, old_hash: String, password: String) {
+        // Busy: the next login will try again.
+        let Ok(permit) = self.hash_permit() else { return };
         let (hasher, writer, id2) = (self.hasher.clone(), self.writer.clone(), id.clone());
         let work = async move {
-            let new_hash = hasher.send(HashPassword { password }).await??;
+            let new_hash = hasher.send(HashPassword { password }).await;
+            drop(permit);
+            let new_hash = new_hash??;
             let op = WriteOp::Internal {
                 sql: "UPDATE _plaza_users SET password_hash = ? WHERE id = ? AND password_hash = ?",
                 params: vec![SqlValue::Text(new_hash.clone()), SqlValue::Text(id2), SqlValue::Text(old_hash.clone())],
@@ -531,13 +565,15 @@ impl Handler<ChangePassword> for Accounts {
             }
             Ok(())
         });
-        if let Err(e) = checked {
-            return Box::pin(fut::ready(Err(e)));
-        }
+        let permit = match checked.and_then(|()| self.hash_permit()) {
+            Ok(p) => p,
+            Err(e) => return Box::pin(fut::ready(Err(e))),
+        };
         let hash = user.password_hash.clone().unwrap_or_else(|| self.dummy_hash.clone());
         let has_password = user.password_hash.is_some();
         let (hasher, writer, id) = (self.hasher.clone(), self.writer.clone(), msg.user_id.clone());
         let work = async move {
+            let _permit = permit;
             if !(hasher.send(VerifyPassword { hash, password: msg.old }).await? && has_password) {
                 return Ok(None);
             }
@@ -597,16 +633,19 @@ impl Handler<CompleteReset> for Accounts {
         let checked = (|| {
             let email = normalize_email(&msg.email)?;
             password::check(&msg.password, Some(&email), self.settings.password_min_chars)?;
+            let permit = self.hash_permit()?;
             let id = self.take_code(CodePurpose::Reset, &email, &msg.code)?;
-            Ok((email, id))
+            Ok((email, id, permit))
         })();
-        let (email, id) = match checked {
+        let (email, id, permit) = match checked {
             Ok(v) => v,
             Err(e) => return Box::pin(fut::ready(Err(e))),
         };
         let (hasher, writer, id2) = (self.hasher.clone(), self.writer.clone(), id.clone());
         let work = async move {
-            let hash = hasher.send(HashPassword { password: msg.password }).await??;
+            let hash = hasher.send(HashPassword { password: msg.password }).await;
+            drop(permit);
+            let hash = hash??;
             let op = WriteOp::Internal {
                 sql: "UPDATE _plaza_users SET password_hash = ?, verified = 1 WHERE id = ?",
                 params: vec![SqlValue::Text(hash.clone()), SqlValue::Text(id2)],
