@@ -2,6 +2,8 @@
 //! `PLAZA_*` environment < command-line flags. Every limit has a named default here, and
 //! `plaza --help` shows each one.
 
+pub mod accounts;
+
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
@@ -268,6 +270,8 @@ pub struct ServeArgs {
     /// Largest upload in bytes; larger ones get 413 while streaming. [default: 26214400]
     #[arg(long, env = "PLAZA_MAX_UPLOAD_BYTES", global = true)]
     pub max_upload_bytes: Option<u64>,
+    #[command(flatten)]
+    pub accounts: accounts::AccountsArgs,
 }
 
 fn parse_bool(s: &str) -> Result<bool, String> {
@@ -341,6 +345,10 @@ pub struct Config {
     /// `None`: `<db>.files` beside the database (a scratch dir with `--in-memory`).
     pub files_dir: Option<PathBuf>,
     pub max_upload_bytes: u64,
+    /// The `[accounts]` table.
+    pub accounts: accounts::AccountsConfig,
+    /// `[[oauth]]` sign-in providers.
+    pub oauth: Vec<accounts::OAuthProviderConfig>,
 }
 
 impl Default for Config {
@@ -403,6 +411,8 @@ impl Default for Config {
             cache_max_bytes: DEFAULT_CACHE_MAX_BYTES,
             files_dir: None,
             max_upload_bytes: DEFAULT_MAX_UPLOAD_BYTES,
+            accounts: accounts::AccountsConfig::default(),
+            oauth: Vec::new(),
         }
     }
 }
@@ -488,6 +498,7 @@ impl Config {
         if let Some(p) = &args.trusted_proxies {
             c.trusted_proxies = split_list(p).iter().map(|n| parse_net(n)).collect::<Result<_, _>>()?;
         }
+        c.accounts.layer(&args.accounts)?;
         c.validate()?;
         Ok(c)
     }
@@ -530,7 +541,8 @@ impl Config {
         if self.max_upload_bytes == 0 {
             return Err("PLAZA_MAX_UPLOAD_BYTES must be positive".into());
         }
-        self.validate_rooms()
+        self.validate_rooms()?;
+        self.accounts.validate()
     }
 
     fn validate_rooms(&self) -> Result<(), String> {
@@ -601,6 +613,12 @@ impl Config {
 
     /// A config for tests: in-memory, dev mode off, no rate limits unless a test sets one.
     pub fn for_tests() -> Config {
-        Config { in_memory: true, rate_limit_max: 0, session_rate_limit: 0, ..Config::default() }
+        Config {
+            in_memory: true,
+            rate_limit_max: 0,
+            session_rate_limit: 0,
+            accounts: accounts::AccountsConfig { login_rate_limit: 0, ..accounts::AccountsConfig::for_tests() },
+            ..Config::default()
+        }
     }
 }

@@ -48,6 +48,8 @@ pub struct AppState {
     pub files_dir: std::path::PathBuf,
     /// The request and session-creation limiters (tests read how many keys they hold).
     pub rate_limit: middleware::rate_limit::Limiters,
+    /// Account routes' own limiter and counters.
+    pub accounts: http::accounts::AccountsState,
     /// Keeps the `--in-memory` scratch database alive exactly as long as the app.
     _scratch: Option<tempfile::TempDir>,
 }
@@ -192,6 +194,7 @@ pub fn build_state_extras(config: Config, manifest: AppManifest, extras: Extras)
             registry: job_registry(&config, extras.jobs),
             observer: Arc::new(metrics.jobs.clone()),
         },
+        accounts: config.accounts.settings(),
     };
     let plaza = plaza_actors::start(options, manifest, settings)
         .map_err(|source| StartError::Store { path: path.display().to_string(), source })?;
@@ -203,6 +206,7 @@ pub fn build_state_extras(config: Config, manifest: AppManifest, extras: Extras)
         dir.push(".files");
         dir.into()
     });
+    let accounts = http::accounts::AccountsState::new(&config, &metrics.registry).map_err(StartError::Other)?;
     Ok(web::Data::new(AppState {
         config,
         plaza,
@@ -212,6 +216,7 @@ pub fn build_state_extras(config: Config, manifest: AppManifest, extras: Extras)
         draining: AtomicBool::new(false),
         files_dir,
         rate_limit,
+        accounts,
         _scratch: scratch,
     }))
 }

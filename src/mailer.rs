@@ -12,13 +12,43 @@ pub const WEBHOOK_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub trait CodeSender: Send + Sync {
     fn send(&self, email: &str, code: &str) -> LocalBoxFuture<'static, Result<(), String>>;
+
+    /// A code for something other than a magic sign-in; the webhook body then carries
+    /// `"purpose"`. Senders that do not care deliver it like a sign-in code.
+    fn send_for(&self, purpose: Purpose, email: &str, code: &str) -> LocalBoxFuture<'static, Result<(), String>> {
+        let _ = purpose;
+        self.send(email, code)
+    }
+}
+
+/// What an emailed code is for (the webhook's `"purpose"`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Purpose {
+    SignIn,
+    VerifyEmail,
+    PasswordReset,
+}
+
+impl Purpose {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Purpose::SignIn => "sign_in",
+            Purpose::VerifyEmail => "verify_email",
+            Purpose::PasswordReset => "password_reset",
+        }
+    }
 }
 
 pub struct LogSender;
 
 impl CodeSender for LogSender {
     fn send(&self, email: &str, code: &str) -> LocalBoxFuture<'static, Result<(), String>> {
-        tracing::info!(%email, %code, "magic sign-in code (set PLAZA_MAGIC_WEBHOOK to deliver it)");
+        self.send_for(Purpose::SignIn, email, code)
+    }
+
+    fn send_for(&self, purpose: Purpose, email: &str, code: &str) -> LocalBoxFuture<'static, Result<(), String>> {
+        let purpose = purpose.as_str();
+        tracing::info!(%email, %code, %purpose, "emailed code (set PLAZA_MAGIC_WEBHOOK to deliver it)");
         Box::pin(async { Ok(()) })
     }
 }
@@ -29,7 +59,17 @@ pub struct WebhookSender {
 
 impl CodeSender for WebhookSender {
     fn send(&self, email: &str, code: &str) -> LocalBoxFuture<'static, Result<(), String>> {
-        let (url, body) = (self.url.clone(), serde_json::json!({"email": email, "code": code}));
+        self.post(serde_json::json!({"email": email, "code": code}))
+    }
+
+    fn send_for(&self, purpose: Purpose, email: &str, code: &str) -> LocalBoxFuture<'static, Result<(), String>> {
+        self.post(serde_json::json!({"email": email, "code": code, "purpose": purpose.as_str()}))
+    }
+}
+
+impl WebhookSender {
+    fn post(&self, body: serde_json::Value) -> LocalBoxFuture<'static, Result<(), String>> {
+        let url = self.url.clone();
         Box::pin(async move {
             // awc clients are per-thread; one per delivery keeps this type Send + Sync.
             let client = Rc::new(awc::Client::builder().timeout(WEBHOOK_TIMEOUT).finish());

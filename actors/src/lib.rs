@@ -1,6 +1,7 @@
 //! Plaza's subsystems, each owned by an actor. Nothing in this crate knows about HTTP.
 
 pub mod cache;
+pub mod accounts;
 pub mod changelog;
 pub mod clock;
 pub mod error;
@@ -43,6 +44,7 @@ pub struct Subsystems {
     pub pubsub: Addr<pubsub::PubSub>,
     pub jobs: Addr<jobs::JobQueue>,
     pub scheduler: Addr<jobs::Scheduler>,
+    pub accounts: Addr<accounts::Accounts>,
 }
 
 /// Settings of the subsystems beyond storage.
@@ -64,6 +66,7 @@ pub struct Settings {
     pub clock: clock::SharedClock,
     pub cache: cache::Limits,
     pub jobs: jobs::JobSettings,
+    pub accounts: accounts::AccountSettings,
 }
 
 /// Opens and migrates the store, then starts the actors. Must run inside an actix `System`.
@@ -82,6 +85,8 @@ pub fn start(options: StoreOptions, manifest: AppManifest, settings: Settings) -
         SyncArbiter::start(1, move || SqliteWriter::open(&options, factory_manifest.clone(), factory_policies.clone()));
     let writer = Writer::new(worker, changelog.clone()).start();
     let streams = streams::Streams::new(settings.streams_per_ip).start();
+    accounts::schema::migrate(&opened.setup)?;
+    let accounts = accounts::Accounts::load(&opened.setup, writer.clone(), settings.accounts.clone())?.start();
     let sessions = SessionStore::load(&opened.setup, writer.clone(), settings.session_ttl, streams.clone().recipient())?.start();
     let read_threads = settings.read_threads.max(1);
     let worker_reader = opened.reader.clone();
@@ -116,6 +121,7 @@ pub fn start(options: StoreOptions, manifest: AppManifest, settings: Settings) -
         pubsub,
         jobs,
         scheduler,
+        accounts,
     })
 }
 

@@ -2,11 +2,12 @@
 //! session issued is also set as the `plaza_session` cookie (HttpOnly, SameSite=Lax).
 
 use actix_web::cookie::{time::Duration as CookieDuration, Cookie, SameSite};
-use actix_web::{web, HttpResponse};
+use actix_web::{web, HttpRequest, HttpResponse};
 use plaza_actors::sessions::{CreateGuest, CreateSession, IssueMagicCode, IssuedSession, Revoke, VerifyMagicCode};
 use plaza_actors::PlazaError;
 use serde_json::{json, Value};
 
+use super::accounts::meta;
 use super::resource;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{Auth, JsonBody, SESSION_COOKIE};
@@ -24,7 +25,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .service(resource("/api/auth/logout").route(web::post().to(logout)));
 }
 
-fn cookie(state: &AppState, value: String, max_age_secs: i64) -> Cookie<'static> {
+pub(crate) fn session_cookie(state: &AppState, value: String, max_age_secs: i64) -> Cookie<'static> {
     Cookie::build(SESSION_COOKIE, value)
         .path("/")
         .http_only(true)
@@ -34,8 +35,8 @@ fn cookie(state: &AppState, value: String, max_age_secs: i64) -> Cookie<'static>
         .finish()
 }
 
-fn issued(state: &AppState, session: IssuedSession) -> HttpResponse {
-    let c = cookie(state, session.token.clone(), session.max_age_secs);
+pub(crate) fn issued(state: &AppState, session: IssuedSession) -> HttpResponse {
+    let c = session_cookie(state, session.token.clone(), session.max_age_secs);
     let mut body = serde_json::to_value(&session).unwrap_or(Value::Null);
     if !session.guest {
         if let Some(obj) = body.as_object_mut() {
@@ -53,7 +54,7 @@ fn text_field<'a>(body: &'a Value, name: &str) -> Result<&'a str, ApiError> {
 
 /// Only the admin, or anyone in dev mode: in production an anonymous caller must not mint a
 /// session for an arbitrary user.
-async fn session(state: web::Data<AppState>, auth: Auth, JsonBody(body): JsonBody) -> ApiResult {
+async fn session(state: web::Data<AppState>, req: HttpRequest, auth: Auth, JsonBody(body): JsonBody) -> ApiResult {
     if !auth.ctx.admin && !state.config.dev_mode {
         return Err(PlazaError::Forbidden("minting sessions needs the admin token (or dev mode)".into()).into());
     }
@@ -61,12 +62,12 @@ async fn session(state: web::Data<AppState>, auth: Auth, JsonBody(body): JsonBod
     if user_id.is_empty() || user_id.len() > MAX_USER_ID_LEN || user_id.chars().any(char::is_control) {
         return Err(PlazaError::Validation(format!("user_id must be 1 to {MAX_USER_ID_LEN} printable characters")).into());
     }
-    let s = state.plaza.sessions.send(CreateSession { user_id: user_id.to_string() }).await??;
+    let s = state.plaza.sessions.send(CreateSession { user_id: user_id.to_string(), meta: meta(&req) }).await??;
     Ok(issued(&state, s))
 }
 
-async fn guest(state: web::Data<AppState>) -> ApiResult {
-    let s = state.plaza.sessions.send(CreateGuest).await??;
+async fn guest(state: web::Data<AppState>, req: HttpRequest) -> ApiResult {
+    let s = state.plaza.sessions.send(CreateGuest { meta: meta(&req) }).await??;
     Ok(issued(&state, s))
 }
 
@@ -81,14 +82,14 @@ async fn magic_send(state: web::Data<AppState>, JsonBody(body): JsonBody) -> Api
     Ok(HttpResponse::Ok().json(json!({"sent": true})))
 }
 
-async fn magic_verify(state: web::Data<AppState>, JsonBody(body): JsonBody) -> ApiResult {
+async fn magic_verify(state: web::Data<AppState>, req: HttpRequest, JsonBody(body): JsonBody) -> ApiResult {
     let email = text_field(&body, "email")?.to_string();
     let code = match body.get("code") {
         Some(Value::String(s)) => s.clone(),
         Some(Value::Number(n)) => format!("{:06}", n.as_u64().unwrap_or(u64::MAX)),
         _ => return Err(PlazaError::Validation("\"code\" is required".into()).into()),
     };
-    let s = state.plaza.sessions.send(VerifyMagicCode { email, code }).await??;
+    let s = state.plaza.sessions.send(VerifyMagicCode { email, code, meta: meta(&req) }).await??;
     Ok(issued(&state, s))
 }
 
@@ -107,7 +108,7 @@ async fn logout(state: web::Data<AppState>, auth: Auth) -> ApiResult {
     if auth.ctx.user_id.is_none() {
         return Err(ApiError::Unauthorized("no session to log out of".into()));
     }
-    let mut gone = cookie(&state, String::new(), 0);
+    let mut gone = session_cookie(&state, String::new(), 0);
     gone.make_removal();
     Ok(HttpResponse::Ok().cookie(gone).json(json!({"ok": true, "revoked": revoked})))
 }

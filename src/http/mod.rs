@@ -1,6 +1,7 @@
 //! HTTP routes, one module per route group. `routes` registers them all; `API_ROUTES` lists
 //! them for the OpenAPI document (a test checks that every listed route is served).
 
+pub mod accounts;
 pub mod admin;
 pub mod auth;
 pub mod cache;
@@ -69,6 +70,25 @@ pub const API_ROUTES: &[(&str, &str, &str, &str)] = &[
     ("post", "/api/files/upload", "Upload a file (multipart field `file`, session required)", "files"),
     ("get", "/api/files/{id}", "Download a file", "files"),
     ("delete", "/api/files/{id}", "Delete a file (owner or admin)", "files"),
+    ("post", "/api/auth/password/register", "Create an email + password account (201 session)", "accounts"),
+    ("post", "/api/auth/password/login", "Sign in with email + password (201 session, or mfa_required)", "accounts"),
+    ("post", "/api/auth/password/change", "Change the password; other sessions end", "accounts"),
+    ("post", "/api/auth/password/reset/request", "Email a reset code (200 whether or not the account exists)", "accounts"),
+    ("post", "/api/auth/password/reset/complete", "Set a new password with the code (201 session)", "accounts"),
+    ("post", "/api/auth/email/send-verification", "Email a verification code to the account", "accounts"),
+    ("post", "/api/auth/email/verify", "Confirm the email with the code (auth.verified)", "accounts"),
+    ("post", "/api/auth/upgrade", "Turn the calling guest into an account, same user id", "accounts"),
+    ("get", "/api/auth/sessions", "The caller's sessions", "accounts"),
+    ("delete", "/api/auth/sessions/{id}", "Revoke one of the caller's sessions", "accounts"),
+    ("get", "/api/auth/api-keys", "The caller's API keys", "accounts"),
+    ("post", "/api/auth/api-keys", "Create an API key (shown once)", "accounts"),
+    ("delete", "/api/auth/api-keys/{id}", "Revoke an API key", "accounts"),
+    ("post", "/api/auth/totp/enroll", "Start TOTP enrolment: secret and otpauth URI", "accounts"),
+    ("post", "/api/auth/totp/verify", "Confirm TOTP (backup codes), or finish a sign-in with mfa_token", "accounts"),
+    ("post", "/api/auth/totp/disable", "Turn TOTP off with a code", "accounts"),
+    ("get", "/api/auth/providers", "Configured OAuth / OpenID Connect sign-in providers", "accounts"),
+    ("get", "/api/auth/login/{provider}", "302 to the provider (state + PKCE); ?return_to= on the allow-list", "accounts"),
+    ("get", "/api/auth/callback/{provider}", "Provider callback: session cookie + 302 to the return URL", "accounts"),
 ];
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
@@ -76,6 +96,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     entities::routes(cfg);
     admin::routes(cfg);
     auth::routes(cfg);
+    accounts::routes(cfg);
     sync::routes(cfg);
     events::routes(cfg);
     rooms::routes(cfg);

@@ -60,6 +60,7 @@ async fn metrics(state: web::Data<AppState>, req: HttpRequest) -> ApiResult {
         "jobs": state.metrics.jobs.json(),
         "pubsub": pubsub,
         "cache": cache,
+        "accounts": state.accounts.json(),
         "uptime_s": state.started.elapsed().as_secs(),
     })))
 }

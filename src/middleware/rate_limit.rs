@@ -24,8 +24,17 @@ use crate::middleware::caller::Caller;
 pub const PRUNE_INTERVAL: Duration = Duration::from_secs(60);
 
 /// Routes that create a session; each gets the session-creation limit.
-pub const SESSION_CREATION_PATHS: &[&str] =
-    &["/api/auth/guest", "/api/auth/session", "/api/auth/magic/send", "/api/auth/magic/verify"];
+pub const SESSION_CREATION_PATHS: &[&str] = &[
+    "/api/auth/guest",
+    "/api/auth/session",
+    "/api/auth/magic/send",
+    "/api/auth/magic/verify",
+    "/api/auth/password/register",
+    "/api/auth/password/login",
+    "/api/auth/password/reset/complete",
+    "/api/auth/upgrade",
+    "/api/auth/totp/verify",
+];
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum ClientKey {

@@ -32,6 +32,14 @@ pub struct AuthContext {
     pub user_id: Option<String>,
     pub guest: bool,
     pub admin: bool,
+    /// The caller's account has a confirmed email address (`auth.verified`).
+    pub verified: bool,
+    /// An API key scoped to reads: every write is refused, whatever the policies say.
+    #[serde(skip)]
+    pub read_only: bool,
+    /// The credential is an API key, not a sign-in session (it cannot manage the account).
+    #[serde(skip)]
+    pub api_key: bool,
     /// The session this caller presented (its public selector), so streams opened with it can
     /// be closed when it ends. Not visible to policies.
     #[serde(skip)]
@@ -197,6 +205,9 @@ impl Policies {
     /// Checks one write, seeing the row before and after it: insert sees `new`, delete sees
     /// `old`, update must pass with the row as it was and as it will be.
     pub fn check_write(&self, entity: &str, auth: &AuthContext, old: Option<&Row>, new: Option<&Row>) -> Result<()> {
+        if auth.read_only {
+            return Err(PlazaError::Forbidden("this API key is read-only".into()));
+        }
         let allowed = match (old, new) {
             (None, Some(new)) => self.cond(entity, Action::Insert, auth, None).allows(new),
             (Some(old), None) => self.cond(entity, Action::Delete, auth, None).allows(old),
@@ -381,6 +392,7 @@ fn operand(e: &Expr, auth: &AuthContext, env: Env<'_>) -> Option<Operand> {
             v: match *name {
                 "userId" => auth.user_id.clone().map_or(Value::Null, Value::String),
                 "guest" => Value::Bool(auth.guest),
+                "verified" => Value::Bool(auth.verified),
                 _ => Value::Bool(auth.admin),
             },
             literal: false,
@@ -670,7 +682,10 @@ impl Parser<'_> {
                         "userId" => Ok(Expr::Auth("userId")),
                         "guest" => Ok(Expr::Auth("guest")),
                         "admin" => Ok(Expr::Auth("admin")),
-                        _ => Err(format!("{here}: unknown auth.{field} (expected auth.userId, auth.guest or auth.admin)")),
+                        "verified" => Ok(Expr::Auth("verified")),
+                        _ => Err(format!(
+                            "{here}: unknown auth.{field} (expected auth.userId, auth.guest, auth.admin or auth.verified)"
+                        )),
                     },
                     ("room", Scope::Room) if field == "name" => Ok(Expr::Room("name")),
                     ("room", Scope::Room) => Err(format!("{here}: unknown room.{field} (expected room.name)")),

@@ -8,7 +8,9 @@
 //! session ends (revoked, or found expired) the Streams registry is told, so the WebSockets and
 //! SSE streams opened with it close.
 
-use std::collections::{HashMap, VecDeque};
+pub mod manage;
+
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::time::Duration;
 
 use actix::prelude::*;
@@ -41,6 +43,24 @@ pub const MAX_EMAIL_LEN: usize = 254;
 /// often, so a stream never outlives its session by more than a quarter of the TTL.
 const PRUNE_INTERVAL: Duration = Duration::from_secs(60);
 const MIN_PRUNE_INTERVAL: Duration = Duration::from_millis(100);
+/// Most `last_used_at` updates written per prune tick (the rest wait for the next one).
+const MAX_TOUCH_FLUSH: usize = 10_000;
+/// Longest user agent kept with a session.
+pub const MAX_USER_AGENT_LEN: usize = 256;
+
+/// Where a session was created from, shown in the caller's session list.
+#[derive(Debug, Clone, Default)]
+pub struct SessionMeta {
+    pub user_agent: Option<String>,
+    pub ip: Option<String>,
+}
+
+/// An API key: a session that never slides or expires, named, maybe scoped to reads.
+#[derive(Debug, Clone)]
+struct KeyInfo {
+    name: String,
+    read_only: bool,
+}
 
 #[derive(Debug, Clone)]
 struct Session {
@@ -48,6 +68,10 @@ struct Session {
     user_id: String,
     guest: bool,
     expires_at_ms: i64,
+    created_ms: i64,
+    last_used_ms: i64,
+    meta: SessionMeta,
+    key: Option<KeyInfo>,
 }
 
 #[derive(Debug)]
@@ -66,6 +90,12 @@ pub struct SessionStore {
     ttl_ms: i64,
     /// Told of every session that ends.
     ended: Recipient<SessionsEnded>,
+    /// Selectors of each user's sessions and API keys.
+    by_user: HashMap<String, HashSet<String>>,
+    /// Accounts whose email is confirmed (`auth.verified`).
+    verified: HashSet<String>,
+    /// Sessions used since their `last_used_at` was last written.
+    touched: HashSet<String>,
 }
 
 /// A freshly issued session, as the auth endpoints answer it.
@@ -77,6 +107,18 @@ pub struct IssuedSession {
     pub expires_at: String,
     #[serde(skip)]
     pub max_age_secs: i64,
+    /// The public id of the session (as listed by `ListSessions`), never the token's selector.
+    #[serde(skip)]
+    pub id: String,
+}
+
+/// API keys "never" expire: a century.
+const API_KEY_LIFETIME_MS: i64 = 100 * 365 * 24 * 3600 * 1000;
+
+/// The id a session or key is listed and revoked by: derived from the selector so nothing
+/// extra is stored, and one-way so a listed id cannot be used to look a token up.
+pub fn public_id(selector: &str) -> String {
+    URL_SAFE_NO_PAD.encode(&sha256(&[b"plaza-session-id:", selector.as_bytes()])[..16])
 }
 
 fn now_ms() -> i64 {
@@ -130,10 +172,17 @@ impl SessionStore {
     /// Loads unexpired sessions from the database. Runs once at start, before serving.
     pub fn load(conn: &Connection, writer: Addr<Writer>, ttl: Duration, ended: Recipient<SessionsEnded>) -> Result<SessionStore> {
         let mut stmt = conn.prepare(
-            "SELECT selector, verifier_hash, user_id, guest, expires_at FROM _plaza_sessions WHERE expires_at > ?",
+            "SELECT selector, verifier_hash, user_id, guest, expires_at, created_at, last_used_at, user_agent, ip, kind, name
+             FROM _plaza_sessions WHERE expires_at > ?",
         )?;
         let rows = stmt.query_map([now_ms()], |r| {
             let hash: Vec<u8> = r.get(1)?;
+            let created_ms: i64 = r.get(5)?;
+            let kind: Option<String> = r.get(9)?;
+            let key = kind.filter(|k| k.starts_with("key")).map(|k| KeyInfo {
+                name: r.get::<_, Option<String>>(10).ok().flatten().unwrap_or_default(),
+                read_only: k == "key_read",
+            });
             Ok((
                 r.get::<_, String>(0)?,
                 Session {
@@ -141,11 +190,23 @@ impl SessionStore {
                     user_id: r.get(2)?,
                     guest: r.get(3)?,
                     expires_at_ms: r.get(4)?,
+                    created_ms,
+                    last_used_ms: r.get::<_, Option<i64>>(6)?.unwrap_or(created_ms),
+                    meta: SessionMeta { user_agent: r.get(7)?, ip: r.get(8)? },
+                    key,
                 },
             ))
         })?;
         let sessions = rows.collect::<rusqlite::Result<HashMap<_, _>>>()?;
+        let verified = conn
+            .prepare("SELECT id FROM _plaza_users WHERE verified = 1")?
+            .query_map([], |r| r.get::<_, String>(0))?
+            .collect::<rusqlite::Result<HashSet<_>>>()?;
         tracing::info!(sessions = sessions.len(), "loaded sessions");
+        let mut by_user: HashMap<String, HashSet<String>> = HashMap::new();
+        for (selector, s) in &sessions {
+            by_user.entry(s.user_id.clone()).or_default().insert(selector.clone());
+        }
         Ok(SessionStore {
             sessions,
             codes: HashMap::new(),
@@ -153,7 +214,28 @@ impl SessionStore {
             writer,
             ttl_ms: ttl.as_millis().min(i64::MAX as u128) as i64,
             ended,
+            by_user,
+            verified,
+            touched: HashSet::new(),
         })
+    }
+
+    fn add(&mut self, selector: String, session: Session) {
+        self.by_user.entry(session.user_id.clone()).or_default().insert(selector.clone());
+        self.sessions.insert(selector, session);
+    }
+
+    /// Forgets a session in memory (the caller deletes its row and tells `ended`).
+    fn forget(&mut self, selector: &str) -> Option<Session> {
+        let session = self.sessions.remove(selector)?;
+        if let Some(set) = self.by_user.get_mut(&session.user_id) {
+            set.remove(selector);
+            if set.is_empty() {
+                self.by_user.remove(&session.user_id);
+            }
+        }
+        self.touched.remove(selector);
+        Some(session)
     }
 
     fn persist(&self, ops: Vec<WriteOp>) -> impl std::future::Future<Output = Result<()>> {
@@ -161,7 +243,13 @@ impl SessionStore {
         async move { sent.await?.map(|_| ()) }
     }
 
-    fn issue(&mut self, user_id: String, guest: bool) -> ResponseActFuture<Self, Result<IssuedSession>> {
+    fn issue_with(
+        &mut self,
+        user_id: String,
+        guest: bool,
+        meta: SessionMeta,
+        key: Option<KeyInfo>,
+    ) -> ResponseActFuture<Self, Result<IssuedSession>> {
         if self.sessions.len() >= MAX_SESSIONS {
             return Box::pin(fut::ready(Err(PlazaError::Unavailable("session capacity reached".into()))));
         }
@@ -171,9 +259,27 @@ impl SessionStore {
         };
         let token = format!("{selector}{}", URL_SAFE_NO_PAD.encode(verifier));
         let now = now_ms();
-        let session = Session { verifier_hash: sha256(&[&verifier]), user_id, guest, expires_at_ms: now.saturating_add(self.ttl_ms) };
+        // API keys do not expire by time (only by revocation): a century stands for never.
+        let lifetime = if key.is_some() { API_KEY_LIFETIME_MS } else { self.ttl_ms };
+        let text = |v: &Option<String>| v.clone().map_or(SqlValue::Null, SqlValue::Text);
+        let kind = match &key {
+            None => SqlValue::Null,
+            Some(k) => SqlValue::Text(if k.read_only { "key_read" } else { "key_write" }.into()),
+        };
+        let name = text(&key.as_ref().map(|k| k.name.clone()));
+        let session = Session {
+            verifier_hash: sha256(&[&verifier]),
+            user_id,
+            guest,
+            expires_at_ms: now.saturating_add(lifetime),
+            created_ms: now,
+            last_used_ms: now,
+            meta,
+            key,
+        };
         let op = WriteOp::Internal {
-            sql: "INSERT INTO _plaza_sessions (selector, verifier_hash, user_id, guest, created_at, expires_at) VALUES (?,?,?,?,?,?)",
+            sql: "INSERT INTO _plaza_sessions (selector, verifier_hash, user_id, guest, created_at, expires_at,
+                  last_used_at, user_agent, ip, kind, name) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
             params: vec![
                 SqlValue::Text(selector.clone()),
                 SqlValue::Blob(session.verifier_hash.to_vec()),
@@ -181,6 +287,11 @@ impl SessionStore {
                 SqlValue::Integer(guest as i64),
                 SqlValue::Integer(now),
                 SqlValue::Integer(session.expires_at_ms),
+                SqlValue::Integer(now),
+                text(&session.meta.user_agent),
+                text(&session.meta.ip),
+                kind,
+                name,
             ],
         };
         let ttl_secs = self.ttl_ms / 1000;
@@ -192,8 +303,9 @@ impl SessionStore {
                 guest,
                 expires_at: rfc3339(session.expires_at_ms),
                 max_age_secs: ttl_secs,
+                id: public_id(&selector),
             };
-            act.sessions.insert(selector, session);
+            act.add(selector, session);
             Ok(issued)
         }))
     }
@@ -213,23 +325,32 @@ impl Actor for SessionStore {
 impl SessionStore {
     /// Drops expired sessions (closing their streams) and codes, in memory and on disk;
     /// answers how many sessions ended.
+    /// Drops expired sessions (their streams are told), flushes recent `last_used_at` times,
+    /// and forgets stale codes and send counts. Answers how many sessions ended.
     fn prune(&mut self, ctx: &mut Context<Self>) -> usize {
         let now = now_ms();
-        let mut expired = Vec::new();
-        self.sessions.retain(|selector, s| {
-            let live = s.expires_at_ms > now;
-            if !live {
-                expired.push(selector.as_str().into());
-            }
-            live
-        });
+        let expired: Vec<String> = self.sessions.iter().filter(|(_, s)| s.expires_at_ms <= now).map(|(k, _)| k.clone()).collect();
+        for selector in &expired {
+            self.forget(selector);
+        }
         let ended = expired.len();
-        self.ended.do_send(SessionsEnded { sessions: expired });
+        self.ended.do_send(SessionsEnded { sessions: expired.iter().map(|s| s.as_str().into()).collect() });
+        let mut ops = Vec::new();
+        let touched: Vec<String> = self.touched.iter().take(MAX_TOUCH_FLUSH).cloned().collect();
+        for selector in touched {
+            self.touched.remove(&selector);
+            if let Some(s) = self.sessions.get(&selector) {
+                ops.push(WriteOp::Internal {
+                    sql: "UPDATE _plaza_sessions SET last_used_at = ? WHERE selector = ?",
+                    params: vec![SqlValue::Integer(s.last_used_ms), SqlValue::Text(selector)],
+                });
+            }
+        }
         self.codes.retain(|_, c| c.expires_at_ms > now);
         let window = MAGIC_SEND_WINDOW.as_millis() as i64;
         self.sends.retain(|_, times| times.back().is_some_and(|t| now - t < window));
-        let op = WriteOp::Internal { sql: "DELETE FROM _plaza_sessions WHERE expires_at <= ?", params: vec![SqlValue::Integer(now)] };
-        self.persist(vec![op]).into_actor(self).map(|r, _, _| {
+        ops.push(WriteOp::Internal { sql: "DELETE FROM _plaza_sessions WHERE expires_at <= ?", params: vec![SqlValue::Integer(now)] });
+        self.persist(ops).into_actor(self).map(|r, _, _| {
             if let Err(e) = r {
                 tracing::warn!(error = %e, "could not prune expired sessions");
             }
@@ -256,24 +377,27 @@ impl Handler<PruneExpired> for SessionStore {
 #[rtype(result = "Result<IssuedSession>")]
 pub struct CreateSession {
     pub user_id: String,
+    pub meta: SessionMeta,
 }
 
 impl Handler<CreateSession> for SessionStore {
     type Result = ResponseActFuture<Self, Result<IssuedSession>>;
     fn handle(&mut self, msg: CreateSession, _: &mut Context<Self>) -> Self::Result {
-        self.issue(msg.user_id, false)
+        self.issue_with(msg.user_id, false, msg.meta, None)
     }
 }
 
 /// A guest session with a fresh `guest_…` user id.
 #[derive(Message)]
 #[rtype(result = "Result<IssuedSession>")]
-pub struct CreateGuest;
+pub struct CreateGuest {
+    pub meta: SessionMeta,
+}
 
 impl Handler<CreateGuest> for SessionStore {
     type Result = ResponseActFuture<Self, Result<IssuedSession>>;
-    fn handle(&mut self, _: CreateGuest, _: &mut Context<Self>) -> Self::Result {
-        self.issue(format!("guest_{}", uuid::Uuid::now_v7().simple()), true)
+    fn handle(&mut self, msg: CreateGuest, _: &mut Context<Self>) -> Self::Result {
+        self.issue_with(format!("guest_{}", uuid::Uuid::now_v7().simple()), true, msg.meta, None)
     }
 }
 
@@ -295,17 +419,22 @@ impl Handler<Resolve> for SessionStore {
             return None;
         }
         if session.expires_at_ms <= now {
-            self.sessions.remove(selector);
+            self.forget(selector);
             self.ended.do_send(SessionsEnded { sessions: vec![selector.into()] });
             return None;
         }
+        session.last_used_ms = now;
         let auth = AuthContext {
             user_id: Some(session.user_id.clone()),
             guest: session.guest,
             admin: false,
+            verified: self.verified.contains(&session.user_id),
+            read_only: session.key.as_ref().is_some_and(|k| k.read_only),
+            api_key: session.key.is_some(),
             session: Some(selector.into()),
         };
-        if session.expires_at_ms - now < self.ttl_ms / 2 {
+        self.touched.insert(selector.to_string());
+        if session.key.is_none() && session.expires_at_ms - now < self.ttl_ms / 2 {
             session.expires_at_ms = now.saturating_add(self.ttl_ms);
             let op = WriteOp::Internal {
                 sql: "UPDATE _plaza_sessions SET expires_at = ? WHERE selector = ?",
@@ -338,7 +467,7 @@ impl Handler<Revoke> for SessionStore {
             return Box::pin(fut::ready(Ok(false)));
         }
         let selector = selector.to_string();
-        self.sessions.remove(&selector);
+        self.forget(&selector);
         self.ended.do_send(SessionsEnded { sessions: vec![selector.as_str().into()] });
         let op = WriteOp::Internal { sql: "DELETE FROM _plaza_sessions WHERE selector = ?", params: vec![SqlValue::Text(selector)] };
         Box::pin(self.persist(vec![op]).into_actor(self).map(|r, _, _| r.map(|()| true)))
@@ -393,6 +522,7 @@ impl Handler<IssueMagicCode> for SessionStore {
 pub struct VerifyMagicCode {
     pub email: String,
     pub code: String,
+    pub meta: SessionMeta,
 }
 
 impl Handler<VerifyMagicCode> for SessionStore {
@@ -417,7 +547,7 @@ impl Handler<VerifyMagicCode> for SessionStore {
             return Box::pin(fut::ready(Err(invalid())));
         }
         self.codes.remove(&email);
-        self.issue(email, false)
+        self.issue_with(email, false, msg.meta, None)
     }
 }
 
