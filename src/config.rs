@@ -47,6 +47,15 @@ pub const DEFAULT_CACHE_MAX_ENTRIES: usize = 100_000;
 pub const DEFAULT_CACHE_MAX_BYTES: usize = 64 * 1024 * 1024;
 /// Largest upload, counted while it streams to disk.
 pub const DEFAULT_MAX_UPLOAD_BYTES: u64 = 25 * 1024 * 1024;
+/// Room limits and timings: see `plaza_actors::rooms` for each default.
+pub use plaza_actors::rooms::{
+    DEFAULT_BUFFER as DEFAULT_ROOM_BUFFER, DEFAULT_EVENTS_PER_SEC as DEFAULT_ROOM_EVENTS_PER_SEC,
+    DEFAULT_EVENT_MAX_BYTES as DEFAULT_ROOM_EVENT_MAX_BYTES, DEFAULT_MAX_MEMBERS as DEFAULT_ROOM_MAX_MEMBERS,
+    DEFAULT_MAX_PER_CONNECTION as DEFAULT_ROOM_MAX_PER_CONNECTION, DEFAULT_MAX_ROOMS as DEFAULT_ROOM_MAX_ROOMS,
+    DEFAULT_STATE_MAX_BYTES as DEFAULT_ROOM_STATE_MAX_BYTES,
+};
+pub const DEFAULT_ROOM_IDLE_SECS: f64 = plaza_actors::rooms::DEFAULT_IDLE.as_secs() as f64;
+pub const DEFAULT_ROOM_HTTP_MEMBER_TTL_SECS: f64 = plaza_actors::rooms::DEFAULT_HTTP_MEMBER_TTL.as_secs() as f64;
 
 #[derive(Debug, Parser)]
 #[command(name = "plaza", version, about = "Plaza: a realtime backend in one binary (HTTP + WebSocket on SQLite)")]
@@ -197,6 +206,36 @@ pub struct ServeArgs {
     /// Largest upload in bytes; larger ones get 413 while streaming. [default: 26214400]
     #[arg(long, env = "PLAZA_MAX_UPLOAD_BYTES", global = true)]
     pub max_upload_bytes: Option<u64>,
+    /// Members per room (the manifest's rooms.max_members wins); beyond: ROOM_FULL. [default: 100]
+    #[arg(long, env = "PLAZA_ROOM_MAX_MEMBERS", global = true)]
+    pub room_max_members: Option<usize>,
+    /// Rooms one WebSocket may be in; beyond: TOO_MANY_ROOMS. [default: 50]
+    #[arg(long, env = "PLAZA_ROOM_MAX_PER_CONNECTION", global = true)]
+    pub room_max_per_connection: Option<usize>,
+    /// Rooms running in this process; beyond, new rooms answer 503 UNAVAILABLE. [default: 10000]
+    #[arg(long, env = "PLAZA_ROOM_MAX_ROOMS", global = true)]
+    pub room_max_rooms: Option<usize>,
+    /// Recent events each room keeps for `join` with `since`. [default: 256]
+    #[arg(long, env = "PLAZA_ROOM_BUFFER", global = true)]
+    pub room_buffer: Option<usize>,
+    /// Seconds a room without members lives on before it stops (fractions allowed). [default: 120]
+    #[arg(long, env = "PLAZA_ROOM_IDLE_SECS", global = true)]
+    pub room_idle_secs: Option<f64>,
+    /// Seconds an HTTP-only room member stays without joining again. [default: 60]
+    #[arg(long, env = "PLAZA_ROOM_HTTP_MEMBER_TTL", global = true)]
+    pub room_http_member_ttl: Option<f64>,
+    /// Largest room state document in bytes; beyond: STATE_TOO_LARGE. [default: 65536]
+    #[arg(long, env = "PLAZA_ROOM_STATE_MAX_BYTES", global = true)]
+    pub room_state_max_bytes: Option<usize>,
+    /// Largest room event (the room_event frame, or a presence value) in bytes. [default: 16384]
+    #[arg(long, env = "PLAZA_ROOM_EVENT_MAX_BYTES", global = true)]
+    pub room_event_max_bytes: Option<usize>,
+    /// Events (broadcasts, presence, state patches) per second per member; 0 turns it off. [default: 20]
+    #[arg(long, env = "PLAZA_ROOM_EVENTS_PER_SEC", global = true)]
+    pub room_events_per_sec: Option<u32>,
+    /// Threads the rooms run on. [default: half the cores, at least 1]
+    #[arg(long, env = "PLAZA_ROOM_THREADS", global = true)]
+    pub room_threads: Option<usize>,
 }
 
 fn parse_bool(s: &str) -> Result<bool, String> {
@@ -252,6 +291,16 @@ pub struct Config {
     /// `None`: `<db>.files` beside the database (a scratch dir with `--in-memory`).
     pub files_dir: Option<PathBuf>,
     pub max_upload_bytes: u64,
+    pub room_max_members: usize,
+    pub room_max_per_connection: usize,
+    pub room_max_rooms: usize,
+    pub room_buffer: usize,
+    pub room_idle_secs: f64,
+    pub room_http_member_ttl_secs: f64,
+    pub room_state_max_bytes: usize,
+    pub room_event_max_bytes: usize,
+    pub room_events_per_sec: u32,
+    pub room_threads: Option<usize>,
 }
 
 impl Default for Config {
@@ -296,6 +345,16 @@ impl Default for Config {
             cache_max_bytes: DEFAULT_CACHE_MAX_BYTES,
             files_dir: None,
             max_upload_bytes: DEFAULT_MAX_UPLOAD_BYTES,
+            room_max_members: DEFAULT_ROOM_MAX_MEMBERS,
+            room_max_per_connection: DEFAULT_ROOM_MAX_PER_CONNECTION,
+            room_max_rooms: DEFAULT_ROOM_MAX_ROOMS,
+            room_buffer: DEFAULT_ROOM_BUFFER,
+            room_idle_secs: DEFAULT_ROOM_IDLE_SECS,
+            room_http_member_ttl_secs: DEFAULT_ROOM_HTTP_MEMBER_TTL_SECS,
+            room_state_max_bytes: DEFAULT_ROOM_STATE_MAX_BYTES,
+            room_event_max_bytes: DEFAULT_ROOM_EVENT_MAX_BYTES,
+            room_events_per_sec: DEFAULT_ROOM_EVENTS_PER_SEC,
+            room_threads: None,
         }
     }
 }
@@ -341,12 +400,20 @@ impl Config {
                ws_replay_max <- ws_replay_max, op_retain <- op_retain,
                bulk_max_ops_session <- bulk_max_ops_session, job_workers <- job_workers,
                job_backoff_ms <- job_backoff_ms, cache_max_entries <- cache_max_entries,
-               cache_max_bytes <- cache_max_bytes, max_upload_bytes <- max_upload_bytes);
+               cache_max_bytes <- cache_max_bytes, max_upload_bytes <- max_upload_bytes,
+               room_max_members <- room_max_members,
+               room_max_per_connection <- room_max_per_connection, room_max_rooms <- room_max_rooms,
+               room_buffer <- room_buffer, room_idle_secs <- room_idle_secs,
+               room_http_member_ttl_secs <- room_http_member_ttl, room_state_max_bytes <- room_state_max_bytes,
+               room_event_max_bytes <- room_event_max_bytes, room_events_per_sec <- room_events_per_sec);
         if args.files_dir.is_some() {
             c.files_dir = args.files_dir.clone();
         }
         if let Some(hosts) = &args.webhook_allow {
             c.webhook_allow = split_list(hosts);
+        }
+        if args.room_threads.is_some() {
+            c.room_threads = args.room_threads;
         }
         if args.magic_webhook.is_some() {
             c.magic_webhook = args.magic_webhook.clone().filter(|u| !u.is_empty());
@@ -402,6 +469,28 @@ impl Config {
         if self.max_upload_bytes == 0 {
             return Err("PLAZA_MAX_UPLOAD_BYTES must be positive".into());
         }
+        self.validate_rooms()
+    }
+
+    fn validate_rooms(&self) -> Result<(), String> {
+        for (name, value) in [
+            ("PLAZA_ROOM_MAX_MEMBERS", self.room_max_members),
+            ("PLAZA_ROOM_MAX_PER_CONNECTION", self.room_max_per_connection),
+            ("PLAZA_ROOM_MAX_ROOMS", self.room_max_rooms),
+            ("PLAZA_ROOM_BUFFER", self.room_buffer),
+        ] {
+            if value == 0 {
+                return Err(format!("{name} must be at least 1"));
+            }
+        }
+        for (name, secs) in [("PLAZA_ROOM_IDLE_SECS", self.room_idle_secs), ("PLAZA_ROOM_HTTP_MEMBER_TTL", self.room_http_member_ttl_secs)] {
+            if !(secs.is_finite() && secs > 0.0 && secs < 1e9) {
+                return Err(format!("{name} must be a positive number of seconds, got {secs}"));
+            }
+        }
+        if self.room_state_max_bytes < 2 || self.room_event_max_bytes < 64 {
+            return Err("PLAZA_ROOM_STATE_MAX_BYTES must be at least 2 and PLAZA_ROOM_EVENT_MAX_BYTES at least 64".into());
+        }
         Ok(())
     }
 
@@ -415,6 +504,23 @@ impl Config {
     /// serves more than two (61k vs 51k gets/s, 30k vs 25k inserts/s).
     pub fn http_workers(&self) -> usize {
         self.workers.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get() / 2)).max(1)
+    }
+
+    /// The room settings this config asks for.
+    pub fn room_settings(&self) -> plaza_actors::rooms::RoomSettings {
+        use std::time::Duration;
+        plaza_actors::rooms::RoomSettings {
+            max_members: self.room_max_members,
+            max_per_connection: self.room_max_per_connection,
+            max_rooms: self.room_max_rooms,
+            buffer: self.room_buffer,
+            idle: Duration::from_secs_f64(self.room_idle_secs),
+            http_member_ttl: Duration::from_secs_f64(self.room_http_member_ttl_secs),
+            state_max_bytes: self.room_state_max_bytes,
+            event_max_bytes: self.room_event_max_bytes,
+            events_per_sec: self.room_events_per_sec,
+            threads: self.room_threads.unwrap_or_else(|| self.http_workers()).max(1),
+        }
     }
 
     /// A config for tests: in-memory, dev mode off, no rate limits unless a test sets one.

@@ -4,7 +4,7 @@
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
 use plaza_actors::PlazaError;
-use serde_json::json;
+use serde_json::{json, Value};
 use thiserror::Error;
 
 #[derive(Debug, Clone, Error)]
@@ -50,6 +50,7 @@ impl ApiError {
                 PlazaError::Unavailable(_) => "UNAVAILABLE",
                 PlazaError::Overloaded { .. } => "OVERLOADED",
                 PlazaError::Internal(_) | PlazaError::Storage { .. } => "INTERNAL",
+                PlazaError::Room(r) => r.code(),
             },
             ApiError::InvalidJson(_) => "INVALID_JSON",
             ApiError::RouteNotFound(_) => "ROUTE_NOT_FOUND",
@@ -72,7 +73,17 @@ impl ApiError {
             error["last_seq"] = json!(last_seq);
             return json!({ "error": error, "oldest_seq": oldest_seq });
         }
+        if let Some(Value::Object(details)) = self.room_details() {
+            error.as_object_mut().into_iter().for_each(|e| e.extend(details.clone()));
+        }
         json!({ "error": error })
+    }
+
+    fn room_details(&self) -> Option<Value> {
+        match self {
+            ApiError::Plaza(PlazaError::Room(r)) => r.details(),
+            _ => None,
+        }
     }
 }
 
@@ -89,6 +100,7 @@ impl ResponseError for ApiError {
                 PlazaError::ResyncRequired { .. } => StatusCode::GONE,
                 PlazaError::Unavailable(_) | PlazaError::Overloaded { .. } => StatusCode::SERVICE_UNAVAILABLE,
                 PlazaError::Internal(_) | PlazaError::Storage { .. } => StatusCode::INTERNAL_SERVER_ERROR,
+                PlazaError::Room(r) => StatusCode::from_u16(r.status()).unwrap_or(StatusCode::BAD_REQUEST),
             },
             ApiError::InvalidJson(_) | ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::RouteNotFound(_) => StatusCode::NOT_FOUND,

@@ -68,6 +68,12 @@ impl AppState {
         self.plaza.streams.do_send(plaza_actors::streams::Drain);
         self.plaza.jobs.do_send(plaza_actors::jobs::queue::Drain);
     }
+
+    /// Saves the state of every room that persists (the last step of a drain); answers how
+    /// many rooms saved.
+    pub async fn persist_rooms(&self) -> usize {
+        self.plaza.rooms.registry.send(plaza_actors::rooms::PersistAll).await.unwrap_or(0)
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -160,9 +166,11 @@ pub fn build_state_extras(config: Config, manifest: AppManifest, extras: Extras)
             registry: job_registry(&config, extras.jobs),
             observer: Arc::new(metrics.jobs.clone()),
         },
+        rooms: config.room_settings(),
     };
     let plaza = plaza_actors::start(options, manifest, settings)
         .map_err(|source| StartError::Store { path: path.display().to_string(), source })?;
+    metrics.watch_rooms(plaza.rooms.stats.clone()).map_err(|e| StartError::Other(e.to_string()))?;
     let rate_limit = middleware::rate_limit::limiters(&config).map_err(StartError::Other)?;
     rate_limit.prune_periodically();
     let files_dir = config.files_dir.clone().unwrap_or_else(|| {

@@ -89,14 +89,21 @@ async fn serve(config: Config) -> Result<(), String> {
     let handle = server.handle();
     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
     start_watchdog();
+    let (drain_state, drain_secs) = (state.clone(), config.drain_secs);
     actix_web::rt::spawn(async move {
         wait_for_shutdown_signal().await;
-        tracing::info!(drain_secs = config.drain_secs, "shutting down: draining in-flight requests");
-        state.begin_drain();
+        tracing::info!(drain_secs, "shutting down: draining in-flight requests");
+        drain_state.begin_drain();
         let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
         handle.stop(true).await;
     });
     server.await.map_err(|e| e.to_string())?;
+    // Last: no request or socket can change a room any more, so what is saved is final.
+    let limit = Duration::from_secs(drain_secs.max(1));
+    match actix_web::rt::time::timeout(limit, state.persist_rooms()).await {
+        Ok(saved) => tracing::info!(rooms = saved, "saved the state of persisting rooms"),
+        Err(_) => tracing::error!("timed out saving the state of persisting rooms"),
+    }
     tracing::info!("stopped");
     Ok(())
 }

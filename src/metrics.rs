@@ -1,6 +1,10 @@
 //! Request metrics in a per-app Prometheus registry (no process globals, so parallel tests
 //! don't share counters). `/metrics` renders the same families as JSON or Prometheus text.
 
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use plaza_actors::rooms::RoomStats;
 use prometheus::{Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry};
 
 pub struct Metrics {
@@ -192,5 +196,81 @@ fn summary(h: &prometheus::proto::Histogram) -> serde_json::Value {
         "mean_ms": if count == 0 { 0.0 } else { h.get_sample_sum() * 1000.0 / count as f64 },
         "p50_ms": quantile(0.5),
         "p99_ms": quantile(0.99),
+    })
+}
+
+/// A counter and how to read its value off the room stats.
+type StatCounter = (IntCounter, fn(&RoomStats) -> u64);
+
+/// The rooms' counters ([`RoomStats`], kept by the rooms themselves as plain atomics) as
+/// Prometheus families, read when scraped.
+struct RoomCollector {
+    stats: Arc<RoomStats>,
+    rooms: IntGauge,
+    members: IntGauge,
+    counters: [StatCounter; 4],
+}
+
+impl RoomCollector {
+    fn new(stats: Arc<RoomStats>) -> Result<RoomCollector, prometheus::Error> {
+        Ok(RoomCollector {
+            stats,
+            rooms: IntGauge::new("rooms", "Running rooms")?,
+            members: IntGauge::new("room_members", "Members of running rooms")?,
+            counters: [
+                (IntCounter::new("room_events_in_total", "Room events, presence updates and state patches received")?, |s| {
+                    RoomStats::get(&s.events_in)
+                }),
+                (IntCounter::new("room_events_out_total", "Room frames handed to member connections")?, |s| {
+                    RoomStats::get(&s.events_out)
+                }),
+                (IntCounter::new("room_slow_members_dropped_total", "Member connections dropped from rooms as slow")?, |s| {
+                    RoomStats::get(&s.slow_members_dropped)
+                }),
+                (IntCounter::new("room_state_patches_total", "Room state patches applied")?, |s| RoomStats::get(&s.state_patches)),
+            ],
+        })
+    }
+}
+
+impl prometheus::core::Collector for RoomCollector {
+    fn desc(&self) -> Vec<&prometheus::core::Desc> {
+        let counters = self.counters.iter().flat_map(|(c, _)| c.desc());
+        self.rooms.desc().into_iter().chain(self.members.desc()).chain(counters).collect()
+    }
+
+    fn collect(&self) -> Vec<prometheus::proto::MetricFamily> {
+        self.rooms.set(self.stats.rooms.load(Ordering::Relaxed));
+        self.members.set(self.stats.members.load(Ordering::Relaxed));
+        for (counter, read) in &self.counters {
+            // The stats only grow: catch the counter up.
+            let (now, seen) = (read(&self.stats), counter.get());
+            if now > seen {
+                counter.inc_by(now - seen);
+            }
+        }
+        let counters = self.counters.iter().flat_map(|(c, _)| c.collect());
+        self.rooms.collect().into_iter().chain(self.members.collect()).chain(counters).collect()
+    }
+}
+
+impl Metrics {
+    /// Adds the rooms' counters to the registry (Prometheus text).
+    pub fn watch_rooms(&self, stats: Arc<RoomStats>) -> Result<(), prometheus::Error> {
+        self.registry.register(Box::new(RoomCollector::new(stats)?))
+    }
+}
+
+/// The `rooms` section of `/metrics` JSON.
+pub fn rooms_json(stats: &RoomStats) -> serde_json::Value {
+    serde_json::json!({
+        "active": stats.rooms.load(Ordering::Relaxed),
+        "members": stats.members.load(Ordering::Relaxed),
+        "events_in": RoomStats::get(&stats.events_in),
+        "events_out": RoomStats::get(&stats.events_out),
+        "events_in_per_s": RoomStats::get(&stats.events_in_per_s),
+        "events_out_per_s": RoomStats::get(&stats.events_out_per_s),
+        "slow_members_dropped": RoomStats::get(&stats.slow_members_dropped),
+        "state_patches": RoomStats::get(&stats.state_patches),
     })
 }

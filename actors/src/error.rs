@@ -35,6 +35,9 @@ pub enum PlazaError {
     /// `detail` is SQLite's own text (paths, table names, SQL), for the log only.
     #[error("{failed}: {detail}")]
     Storage { failed: String, detail: String },
+    /// Room caps, membership and resumes (each with its own code).
+    #[error(transparent)]
+    Room(#[from] crate::rooms::RoomError),
 }
 
 /// What a storage failure is reported as when nothing more specific is known.

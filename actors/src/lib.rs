@@ -8,6 +8,7 @@ pub mod files;
 pub mod jobs;
 pub mod model;
 pub mod pubsub;
+pub mod rooms;
 pub mod sessions;
 pub mod store;
 pub mod streams;
@@ -39,6 +40,7 @@ pub struct Subsystems {
     pub pubsub: Addr<pubsub::PubSub>,
     pub jobs: Addr<jobs::JobQueue>,
     pub scheduler: Addr<jobs::Scheduler>,
+    pub rooms: rooms::Rooms,
 }
 
 /// Settings of the subsystems beyond storage.
@@ -54,6 +56,7 @@ pub struct Settings {
     pub clock: clock::SharedClock,
     pub cache: cache::Limits,
     pub jobs: jobs::JobSettings,
+    pub rooms: rooms::RoomSettings,
 }
 
 /// Opens and migrates the store, then starts the actors. Must run inside an actix `System`.
@@ -81,7 +84,8 @@ pub fn start(options: StoreOptions, manifest: AppManifest, settings: Settings) -
     let topics = Arc::new(model::topics::TopicRules::from_manifest(&manifest)?);
     let pubsub = pubsub::PubSub::start_in_arbiter(&Arbiter::new().handle(), move |_| pubsub::PubSub::new(topics));
     let (jobs, scheduler) = start_jobs(&opened.setup, &options_copy, &manifest, writer.clone(), sessions.clone(), &settings)?;
-    Ok(Subsystems { manifest, policies, reader: opened.reader, writer, changelog, sessions, streams, readers, cache, pubsub, jobs, scheduler })
+    let rooms = start_rooms(&manifest, settings.rooms.clone(), rooms::RoomStore { writer: writer.clone(), readers: readers.clone() })?;
+    Ok(Subsystems { manifest, policies, reader: opened.reader, writer, changelog, sessions, streams, readers, cache, pubsub, jobs, scheduler, rooms })
 }
 
 /// The job worker pool, the queue (with the jobs left unfinished last time) and the Scheduler.
@@ -105,4 +109,12 @@ fn start_jobs(
     let queue = jobs::JobQueue::new(unfinished, pool, writer.clone(), settings.clock.clone(), settings.jobs.clone()).start();
     let scheduler = jobs::Scheduler::load(setup, &manifest.jobs, queue.clone(), writer, settings.clock.clone())?.start();
     Ok((queue, scheduler))
+}
+
+fn start_rooms(manifest: &AppManifest, settings: rooms::RoomSettings, store: rooms::RoomStore) -> Result<rooms::Rooms> {
+    let rules = Arc::new(model::policy::RoomRules::from_manifest(manifest)?);
+    let settings = Arc::new(settings);
+    let stats = Arc::new(rooms::RoomStats::default());
+    let registry = rooms::RoomRegistry::new(rules.clone(), settings.clone(), stats.clone(), Some(store)).start();
+    Ok(rooms::Rooms { registry, rules, settings, stats })
 }

@@ -10,6 +10,7 @@ pub mod files;
 pub mod jobs;
 pub mod ops;
 pub mod pubsub;
+pub mod rooms;
 pub mod sync;
 
 use actix_web::{web, HttpRequest};
@@ -54,6 +55,13 @@ pub const API_ROUTES: &[(&str, &str, &str, &str)] = &[
     ("post", "/api/files/upload", "Upload a file (multipart field `file`, session required)", "files"),
     ("get", "/api/files/{id}", "Download a file", "files"),
     ("delete", "/api/files/{id}", "Delete a file (owner or admin)", "files"),
+    ("post", "/api/rooms/join", "Join a room over HTTP (admin: for user_id); members expire after the HTTP member TTL", "rooms"),
+    ("post", "/api/rooms/leave", "End an HTTP room membership", "rooms"),
+    ("post", "/api/rooms/broadcast", "Send a room event to every member", "rooms"),
+    ("post", "/api/rooms/presence", "Set a member's presence", "rooms"),
+    ("post", "/api/rooms/state", "Apply an RFC 7386 merge patch to the room state", "rooms"),
+    ("get", "/api/rooms", "Running rooms the caller may join, with member counts", "rooms"),
+    ("get", "/api/rooms/{room}", "One room: members, seq, state; ?since=&epoch= adds the buffered events", "rooms"),
 ];
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
@@ -67,6 +75,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     pubsub::routes(cfg);
     jobs::routes(cfg);
     files::routes(cfg);
+    rooms::routes(cfg);
 }
 
 pub async fn route_not_found(req: HttpRequest) -> ApiResult {

@@ -55,7 +55,7 @@ async fn metrics(state: web::Data<AppState>, req: HttpRequest) -> ApiResult {
         "requests": state.metrics.requests_json(),
         "changelog": {"last_seq": bounds.last_seq, "oldest_seq": bounds.oldest_seq},
         "ws": state.metrics.ws_json(),
-        "rooms": {"active": 0},
+        "rooms": crate::metrics::rooms_json(&state.plaza.rooms.stats),
         "jobs": state.metrics.jobs.json(),
         "pubsub": pubsub,
         "cache": cache,

@@ -1,7 +1,8 @@
 //! One `Connection` actor per WebSocket: parses client frames and writes frames as text. Its
 //! mailbox is the socket's bounded outbound queue: the fan-out offers events with `try_send`,
 //! and a full mailbox (a client not reading) gets `SLOW_CONSUMER` and is closed, while everyone
-//! else carries on. Subscriptions, replay and notices are the stream core's (`crate::live`).
+//! else carries on. Subscriptions, replay and notices are the stream core's (`crate::live`);
+//! room frames and the rooms this socket is in are in `rooms`.
 
 use std::time::{Duration, Instant};
 
@@ -13,14 +14,17 @@ use serde_json::{json, Value};
 use crate::error::ApiError;
 use crate::live::{self, Backlogged, Closing, Frame, Sink, StreamCore};
 
+mod rooms;
+
 pub struct Connection {
     core: StreamCore,
     last_seen: Instant,
+    rooms: rooms::SocketRooms,
 }
 
 impl Connection {
     pub fn new(core: StreamCore) -> Self {
-        Connection { core, last_seen: Instant::now() }
+        Connection { core, last_seen: Instant::now(), rooms: Default::default() }
     }
 
     fn error(&mut self, ctx: &mut WebsocketContext<Self>, code: &str, message: impl std::fmt::Display, reference: Option<&str>) {
@@ -53,7 +57,8 @@ impl Connection {
                 Err(e) => self.api_error(ctx, e.into(), None),
             },
             "pubsub_subscribe" | "pubsub_unsubscribe" => super::pubsub::on_frame(self, kind, &frame, ctx),
-            "join" | "leave" | "broadcast" | "presence" | "shard_subscribe" | "shard_input" => {
+            "join" | "leave" | "broadcast" | "presence" | "state_patch" => self.on_room_frame(kind, &frame, ctx),
+            "shard_subscribe" | "shard_unsubscribe" | "shard_input" => {
                 self.error(ctx, "NOT_IMPLEMENTED", format!("'{kind}' is not available on this server yet"), None)
             }
             _ => self.error(ctx, "BAD_FRAME", format!("unknown frame type '{kind}'"), None),
@@ -126,6 +131,7 @@ impl Actor for Connection {
     fn stopped(&mut self, _: &mut Self::Context) {
         live::stopped(&self.core);
         super::pubsub::stopped(self);
+        self.rooms.leave_all(self.core.id());
     }
 }
 

@@ -1,5 +1,5 @@
-//! The app manifest: entities, their fields and indexes, and (for later subsystems) policies,
-//! rooms, shards and jobs. Loaded once at start; validated before anything touches the database.
+//! The app manifest: entities, their fields and indexes, policies, room rules, and (for later
+//! subsystems) shards and jobs. Loaded once at start; validated before anything touches the database.
 
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
@@ -25,9 +25,9 @@ pub struct AppManifest {
     pub entities: Vec<EntityDef>,
     #[serde(default)]
     pub policies: Vec<PolicyDef>,
-    /// Sections owned by later subsystems; kept verbatim until they are read.
     #[serde(default)]
-    pub rooms: Option<Value>,
+    pub rooms: Option<RoomsDef>,
+    /// Sections owned by later subsystems; kept verbatim until they are read.
     #[serde(default)]
     pub shards: Option<Value>,
     /// Job names sessions may enqueue (`"public": true`) and cron entries (`"cron"`).
@@ -127,6 +127,67 @@ pub struct PolicyDef {
     pub entity: String,
     #[serde(flatten)]
     pub rules: HashMap<String, String>,
+}
+
+/// The `rooms` section: a cap on members per room and who may do what in which rooms. Rule
+/// expressions are compiled (and checked) by [`crate::model::policy::RoomRules`].
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RoomsDef {
+    /// Members per room; overrides the server's `PLAZA_ROOM_MAX_MEMBERS` when given.
+    #[serde(default)]
+    pub max_members: Option<usize>,
+    #[serde(default)]
+    pub rules: Vec<RoomRuleDef>,
+}
+
+/// One room rule: rooms whose name matches `pattern` (`*` matches any run of characters).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RoomRuleDef {
+    pub pattern: String,
+    #[serde(default)]
+    pub join: Option<String>,
+    #[serde(default)]
+    pub broadcast: Option<String>,
+    #[serde(default)]
+    pub state: Option<String>,
+    /// Keep the room's state document in the database while the room is stopped.
+    #[serde(default)]
+    pub persist: bool,
+}
+
+/// Longest room name, and the characters a name may use.
+pub const MAX_ROOM_NAME_LEN: usize = 128;
+
+pub fn is_room_name_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | ':' | '-')
+}
+
+/// A room name: 1 to 128 characters of `[A-Za-z0-9_.:-]`.
+pub fn validate_room_name(name: &str) -> Result<()> {
+    if name.is_empty() || name.len() > MAX_ROOM_NAME_LEN || !name.chars().all(is_room_name_char) {
+        return Err(PlazaError::Validation(format!(
+            "a room name is 1 to {MAX_ROOM_NAME_LEN} characters of A-Z a-z 0-9 _ . : -"
+        )));
+    }
+    Ok(())
+}
+
+/// Whether `name` matches a rule pattern, where `*` stands for any run of characters.
+pub fn room_pattern_matches(pattern: &str, name: &str) -> bool {
+    let mut parts = pattern.split('*');
+    let first = parts.next().unwrap_or_default();
+    let Some(mut rest) = name.strip_prefix(first) else { return false };
+    let mut parts: Vec<&str> = parts.collect();
+    let Some(last) = parts.pop() else { return rest.is_empty() };
+    for part in parts {
+        match rest.find(part) {
+            Some(at) => rest = &rest[at + part.len()..],
+            None => return false,
+        }
+    }
+    rest.len() >= last.len() && rest.ends_with(last)
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -298,6 +359,19 @@ impl AppManifest {
                 problems.push(format!("job '{n}': {e}"));
             }
         }
+        if let Some(rooms) = &self.rooms {
+            if rooms.max_members == Some(0) {
+                problems.push("rooms.max_members must be at least 1".into());
+            }
+            for (i, rule) in rooms.rules.iter().enumerate() {
+                let p = &rule.pattern;
+                if p.is_empty() || p.len() > MAX_ROOM_NAME_LEN || !p.chars().all(|c| c == '*' || is_room_name_char(c)) {
+                    problems.push(format!(
+                        "rooms.rules[{i}]: pattern '{p}' must be 1 to {MAX_ROOM_NAME_LEN} characters of A-Z a-z 0-9 _ . : - and *"
+                    ));
+                }
+            }
+        }
         if problems.is_empty() {
             Ok(())
         } else {
@@ -402,6 +476,37 @@ mod tests {
         assert!(AppManifest::from_json(r#"{"jobs":[{"name":"x","cron":"0 60 * * * *"}]}"#).is_err());
         let m = AppManifest::from_json(r#"{"jobs":[{"name":"report","cron":"0 0 7 * * Mon-Fri","payload":{"a":1}},{"name":"hi","public":true}]}"#).unwrap();
         assert!(m.jobs[1].public && m.jobs[0].payload.is_some());
+    }
+
+    #[test]
+    fn room_rules_parse_and_patterns_match() {
+        let m = AppManifest::from_json(
+            r#"{"rooms":{"max_members":8,"rules":[{"pattern":"game-*","join":"!auth.guest","persist":true}]}}"#,
+        )
+        .unwrap();
+        let rooms = m.rooms.unwrap();
+        assert_eq!((rooms.max_members, rooms.rules[0].persist), (Some(8), true));
+        for (pattern, name, hit) in [
+            ("game-*", "game-1", true),
+            ("game-*", "game-", true),
+            ("game-*", "lobby", false),
+            ("*", "anything", true),
+            ("a*b*c", "aXXbYYc", true),
+            ("a*b*c", "acb", false),
+            ("a*a", "a", false),
+            ("lobby", "lobby", true),
+            ("lobby", "lobby2", false),
+        ] {
+            assert_eq!(room_pattern_matches(pattern, name), hit, "{pattern} ~ {name}");
+        }
+        let err = AppManifest::from_json(r#"{"rooms":{"max_members":0,"rules":[{"pattern":"bad name"}]}}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("max_members") && err.contains("'bad name'"), "{err}");
+        assert!(AppManifest::from_json(r#"{"rooms":{"rules":[{"pattern":"x","jion":"true"}]}}"#).is_err());
+        assert!(validate_room_name("game-1:a_b.c").is_ok());
+        assert!(validate_room_name("").is_err() && validate_room_name("a b").is_err());
+        assert!(validate_room_name(&"x".repeat(129)).is_err());
     }
 
     #[test]

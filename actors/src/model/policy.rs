@@ -1,5 +1,7 @@
 //! Row policies: the manifest's `policies` entries, parsed once at start, and the single place
-//! where every read and write is checked against them.
+//! where every read and write is checked against them. Room rules (the manifest's `rooms.rules`)
+//! use the same expressions, with `room.name` in place of the row ([`RoomRules`]); so do pub/sub
+//! topic rules, with `topic.name` and `topic.match` ([`TopicRule`]).
 //!
 //! An expression (`auth.userId == data.ownerId && !auth.guest`) is compiled for one caller into
 //! a [`Cond`]: either a constant or a [`Filter`] over the row's fields. The same `Cond` becomes
@@ -67,6 +69,10 @@ enum Expr {
     Lit(Value),
     List(Vec<Value>),
     Auth(&'static str),
+    /// `room.name`, in room rules.
+    Room(&'static str),
+    /// `topic.name` / `topic.match`, in topic rules.
+    Topic(&'static str),
     Data(String),
     Old(String),
     Eq(Box<Expr>, Box<Expr>),
@@ -157,7 +163,7 @@ impl Policies {
                         continue;
                     }
                 };
-                match parse(source, entity, name == "update" || name == "write") {
+                match parse(source, Scope::Row { entity, allow_old: name == "update" || name == "write" }) {
                     Ok(expr) => {
                         for action in actions {
                             // A specific rule (insert/update/delete) wins over `write`.
@@ -186,7 +192,7 @@ impl Policies {
             return Cond::Const(true);
         }
         match self.rules.get(&(entity.to_string(), action)) {
-            Some(expr) => compile(expr, auth, old),
+            Some(expr) => compile(expr, auth, Env { old, room: None, topic: None }),
             None => Cond::Const(self.fallback()),
         }
     }
@@ -225,28 +231,113 @@ impl Policies {
     }
 }
 
-/// A rule over a context other than an entity row (pub/sub topics): `auth.*` and
-/// `<root>.<field>` for the context's fields, in the same language and with the same semantics
-/// as row policies. The admin passes every rule.
-#[derive(Debug, Clone)]
-pub struct ContextRule {
-    expr: Expr,
+/// What a room rule governs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RoomAction {
+    Join,
+    /// Room events (presence comes with joining).
+    Broadcast,
+    /// Patches to the room's state document.
+    State,
 }
 
-impl ContextRule {
-    /// Parses `src`, where `root.<field>` names one of `fields` (all strings).
-    pub fn parse(src: &str, root: &'static str, fields: &[&str]) -> std::result::Result<ContextRule, String> {
-        let fields = fields
-            .iter()
-            .map(|f| super::manifest::FieldDef { name: f.to_string(), ty: FieldType::String, optional: true, unique: false })
-            .collect();
-        let context = EntityDef { name: root.to_string(), fields, indexes: Vec::new(), search: None, relations: None };
-        parse_in(src, &context, false, root).map(|expr| ContextRule { expr })
+impl RoomAction {
+    pub fn name(self) -> &'static str {
+        match self {
+            RoomAction::Join => "join",
+            RoomAction::Broadcast => "broadcast",
+            RoomAction::State => "state",
+        }
+    }
+}
+
+#[derive(Debug)]
+struct RoomRule {
+    pattern: String,
+    join: Option<Expr>,
+    broadcast: Option<Expr>,
+    state: Option<Expr>,
+    persist: bool,
+}
+
+/// The manifest's `rooms.rules`, parsed once at start. The first rule whose pattern matches a
+/// room governs it; a room no rule matches, or an action its rule leaves out, is open to any
+/// session. Anonymous callers may do nothing in rooms; the admin may do everything.
+#[derive(Debug, Default)]
+pub struct RoomRules {
+    rules: Vec<RoomRule>,
+    max_members: Option<usize>,
+}
+
+impl RoomRules {
+    /// Parses every rule expression; errors name the rule, the action, line and column.
+    pub fn from_manifest(manifest: &AppManifest) -> Result<RoomRules> {
+        let Some(rooms) = &manifest.rooms else { return Ok(RoomRules::default()) };
+        let mut problems = Vec::new();
+        let mut rules = Vec::new();
+        for (i, def) in rooms.rules.iter().enumerate() {
+            let mut compile = |action: RoomAction, source: &Option<String>| {
+                let source = source.as_deref()?;
+                parse(source, Scope::Room)
+                    .map_err(|e| problems.push(format!("rooms.rules[{i}] ({}).{}: {e}", def.pattern, action.name())))
+                    .ok()
+            };
+            let join = compile(RoomAction::Join, &def.join);
+            let broadcast = compile(RoomAction::Broadcast, &def.broadcast);
+            let state = compile(RoomAction::State, &def.state);
+            rules.push(RoomRule { pattern: def.pattern.clone(), join, broadcast, state, persist: def.persist });
+        }
+        if !problems.is_empty() {
+            return Err(PlazaError::Validation(problems.join("\n")));
+        }
+        Ok(RoomRules { rules, max_members: rooms.max_members })
     }
 
-    /// Whether `auth` passes the rule for this context (field name → value).
-    pub fn allows(&self, auth: &AuthContext, context: &Row) -> bool {
-        auth.admin || compile(&self.expr, auth, None).allows(context)
+    fn rule(&self, room: &str) -> Option<&RoomRule> {
+        self.rules.iter().find(|r| super::manifest::room_pattern_matches(&r.pattern, room))
+    }
+
+    /// Whether `auth` may do `action` in `room`.
+    pub fn allows(&self, action: RoomAction, auth: &AuthContext, room: &str) -> bool {
+        if auth.admin {
+            return true;
+        }
+        if auth.user_id.is_none() {
+            return false;
+        }
+        let Some(rule) = self.rule(room) else { return true };
+        let expr = match action {
+            RoomAction::Join => &rule.join,
+            RoomAction::Broadcast => &rule.broadcast,
+            RoomAction::State => &rule.state,
+        };
+        match expr {
+            None => true,
+            // No `data.*` in room rules, so this is always a constant.
+            Some(e) => compile(e, auth, Env { old: None, room: Some(room), topic: None }) == Cond::Const(true),
+        }
+    }
+
+    /// As [`RoomRules::allows`], as the error a caller is answered.
+    pub fn check(&self, action: RoomAction, auth: &AuthContext, room: &str) -> Result<()> {
+        if self.allows(action, auth, room) {
+            return Ok(());
+        }
+        Err(PlazaError::Forbidden(if auth.admin || auth.user_id.is_some() {
+            format!("a room rule forbids {} in room '{room}'", action.name())
+        } else {
+            "rooms need a session (a guest session is enough) or the admin token".to_string()
+        }))
+    }
+
+    /// Whether `room`'s state is kept in the database while the room is stopped.
+    pub fn persists(&self, room: &str) -> bool {
+        self.rule(room).is_some_and(|r| r.persist)
+    }
+
+    /// The manifest's cap on members per room, when it sets one.
+    pub fn max_members(&self) -> Option<usize> {
+        self.max_members
     }
 }
 
@@ -258,7 +349,34 @@ enum Operand {
     Field(String),
 }
 
-fn operand(e: &Expr, auth: &AuthContext, old: Option<&Row>) -> Option<Operand> {
+/// A pub/sub topic rule (`publish` or `subscribe` of a manifest `topics` entry): `auth.*`,
+/// `topic.name` and `topic.match`, with the semantics of every other rule. The admin passes.
+#[derive(Debug, Clone)]
+pub struct TopicRule {
+    expr: Expr,
+}
+
+impl TopicRule {
+    pub fn parse(src: &str) -> std::result::Result<TopicRule, String> {
+        parse(src, Scope::Topic).map(|expr| TopicRule { expr })
+    }
+
+    /// Whether `auth` passes for topic `name`, whose pattern's first `*` matched `matched`.
+    pub fn allows(&self, auth: &AuthContext, name: &str, matched: &str) -> bool {
+        auth.admin || compile(&self.expr, auth, Env { old: None, room: None, topic: Some((name, matched)) }) == Cond::Const(true)
+    }
+}
+
+/// What an expression may refer to besides the caller: the row before an update, the room,
+/// the topic (its name and what its pattern's `*` matched).
+#[derive(Clone, Copy)]
+struct Env<'a> {
+    old: Option<&'a Row>,
+    room: Option<&'a str>,
+    topic: Option<(&'a str, &'a str)>,
+}
+
+fn operand(e: &Expr, auth: &AuthContext, env: Env<'_>) -> Option<Operand> {
     Some(match e {
         Expr::Lit(v) => Operand::Value { v: v.clone(), literal: true },
         Expr::List(items) => Operand::List(items.clone()),
@@ -270,8 +388,13 @@ fn operand(e: &Expr, auth: &AuthContext, old: Option<&Row>) -> Option<Operand> {
             },
             literal: false,
         },
+        Expr::Room(_) => Operand::Value { v: env.room.map_or(Value::Null, |r| Value::String(r.to_string())), literal: false },
+        Expr::Topic(field) => Operand::Value {
+            v: env.topic.map_or(Value::Null, |(name, matched)| Value::String(if *field == "name" { name } else { matched }.to_string())),
+            literal: false,
+        },
         Expr::Data(f) => Operand::Field(f.clone()),
-        Expr::Old(f) => Operand::Value { v: old.and_then(|r| r.get(f)).cloned().unwrap_or(Value::Null), literal: false },
+        Expr::Old(f) => Operand::Value { v: env.old.and_then(|r| r.get(f)).cloned().unwrap_or(Value::Null), literal: false },
         _ => return None,
     })
 }
@@ -290,15 +413,15 @@ fn const_eq(a: &Value, b: &Value) -> bool {
     to_sql(a) == to_sql(b) || matches!((to_sql(a), to_sql(b)), (SqlValue::Integer(x), SqlValue::Real(y)) | (SqlValue::Real(y), SqlValue::Integer(x)) if x as f64 == y)
 }
 
-fn compile(e: &Expr, auth: &AuthContext, old: Option<&Row>) -> Cond {
+fn compile(e: &Expr, auth: &AuthContext, env: Env<'_>) -> Cond {
     match e {
-        Expr::And(a, b) => Cond::and(compile(a, auth, old), compile(b, auth, old)),
-        Expr::Or(a, b) => Cond::or(compile(a, auth, old), compile(b, auth, old)),
-        Expr::Not(a) => Cond::not(compile(a, auth, old)),
+        Expr::And(a, b) => Cond::and(compile(a, auth, env), compile(b, auth, env)),
+        Expr::Or(a, b) => Cond::or(compile(a, auth, env), compile(b, auth, env)),
+        Expr::Not(a) => Cond::not(compile(a, auth, env)),
         Expr::Eq(a, b) | Expr::Ne(a, b) => {
             let eq = matches!(e, Expr::Eq(..));
             let op = if eq { CmpOp::Eq } else { CmpOp::Ne };
-            match (operand(a, auth, old), operand(b, auth, old)) {
+            match (operand(a, auth, env), operand(b, auth, env)) {
                 (Some(Operand::Value { v: x, literal: lx }), Some(Operand::Value { v: y, literal: ly })) => {
                     Cond::Const(match (x.is_null(), y.is_null()) {
                         (true, true) if lx || ly => eq,
@@ -318,7 +441,7 @@ fn compile(e: &Expr, auth: &AuthContext, old: Option<&Row>) -> Cond {
                 _ => Cond::Const(false),
             }
         }
-        Expr::In(a, b) => match (operand(a, auth, old), operand(b, auth, old)) {
+        Expr::In(a, b) => match (operand(a, auth, env), operand(b, auth, env)) {
             (Some(Operand::Value { v, .. }), Some(Operand::List(items))) => {
                 Cond::Const(!v.is_null() && items.iter().any(|i| const_eq(&v, i)))
             }
@@ -334,12 +457,12 @@ fn compile(e: &Expr, auth: &AuthContext, old: Option<&Row>) -> Cond {
             _ => Cond::Const(false),
         },
         Expr::Lit(Value::Bool(b)) => Cond::Const(*b),
-        Expr::Auth(_) => match operand(e, auth, old) {
+        Expr::Auth(_) | Expr::Room(_) | Expr::Topic(_) => match operand(e, auth, env) {
             Some(Operand::Value { v: Value::Bool(b), .. }) => Cond::Const(b),
             _ => Cond::Const(false),
         },
         Expr::Data(f) => Cond::Filter(Filter::Cmp { field: f.clone(), op: CmpOp::Eq, value: SqlValue::Integer(1) }),
-        Expr::Old(f) => Cond::Const(old.and_then(|r| r.get(f)).is_some_and(|v| const_eq(v, &Value::Bool(true)))),
+        Expr::Old(f) => Cond::Const(env.old.and_then(|r| r.get(f)).is_some_and(|v| const_eq(v, &Value::Bool(true)))),
         Expr::Lit(_) | Expr::List(_) => Cond::Const(false),
     }
 }
@@ -399,25 +522,27 @@ fn lex(src: &str) -> std::result::Result<Vec<(Tok, usize)>, String> {
     Ok(out)
 }
 
+/// What an expression is about: a row of `entity` (`data.*`, and `old.*` in update rules), or
+/// a room (`room.name`).
+#[derive(Clone, Copy)]
+enum Scope<'a> {
+    Row { entity: &'a EntityDef, allow_old: bool },
+    Room,
+    Topic,
+}
+
 struct Parser<'a> {
     src: &'a str,
     toks: Vec<(Tok, usize)>,
     at: usize,
-    entity: &'a EntityDef,
-    allow_old: bool,
-    /// What the context is called in expressions: `data` for rows, `topic` for topic rules.
-    root: &'static str,
+    scope: Scope<'a>,
 }
 
-fn parse(src: &str, entity: &EntityDef, allow_old: bool) -> std::result::Result<Expr, String> {
-    parse_in(src, entity, allow_old, "data")
-}
-
-fn parse_in(src: &str, entity: &EntityDef, allow_old: bool, root: &'static str) -> std::result::Result<Expr, String> {
+fn parse(src: &str, scope: Scope<'_>) -> std::result::Result<Expr, String> {
     if src.len() > MAX_EXPRESSION_LEN {
         return Err(format!("longer than {MAX_EXPRESSION_LEN} characters"));
     }
-    let mut p = Parser { src, toks: lex(src)?, at: 0, entity, allow_old, root };
+    let mut p = Parser { src, toks: lex(src)?, at: 0, scope };
     let e = p.or()?;
     match p.toks.get(p.at) {
         None => Ok(e),
@@ -471,7 +596,11 @@ impl Parser<'_> {
         if self.eat("in") {
             let right = self.primary()?;
             if let (Expr::Data(f), false) = (&right, matches!(left, Expr::Data(_))) {
-                if self.entity.field(f).map(|d| &d.ty) != Some(&FieldType::Json) {
+                let entity = match self.scope {
+                    Scope::Row { entity, .. } => Some(entity),
+                    Scope::Room | Scope::Topic => None,
+                };
+                if entity.and_then(|e| e.field(f)).map(|d| &d.ty) != Some(&FieldType::Json) {
                     return Err(format!("{}: `x in data.{f}` needs a json field holding an array", self.here()));
                 }
             } else if !matches!(right, Expr::List(_) | Expr::Old(_)) {
@@ -537,31 +666,35 @@ impl Parser<'_> {
         match self.toks.get(self.at).cloned() {
             Some((Tok::Ident(path), _)) if !matches!(path.as_str(), "true" | "false" | "null" | "in") => {
                 self.at += 1;
-                let (root, field) = path.split_once('.').ok_or_else(|| format!("{here}: '{path}' is not auth.* or {}.*", self.root))?;
-                // Outside entity rules the context has its own name (`topic.name`); it compiles
-                // exactly like `data.*` over the context's fields.
-                let root = match root {
-                    r if r == self.root => "data",
-                    "data" | "old" if self.root != "data" => "",
-                    r => r,
+                let roots = match self.scope {
+                    Scope::Row { .. } => "auth.* or data.*",
+                    Scope::Room => "auth.* or room.name",
+                    Scope::Topic => "auth.*, topic.name or topic.match",
                 };
-                match root {
-                    "auth" => match field {
+                let (root, field) = path.split_once('.').ok_or_else(|| format!("{here}: '{path}' is not {roots}"))?;
+                match (root, self.scope) {
+                    ("auth", _) => match field {
                         "userId" => Ok(Expr::Auth("userId")),
                         "guest" => Ok(Expr::Auth("guest")),
                         "admin" => Ok(Expr::Auth("admin")),
                         _ => Err(format!("{here}: unknown auth.{field} (expected auth.userId, auth.guest or auth.admin)")),
                     },
-                    "data" if self.root != "data" && self.entity.field(field).is_none() => {
-                        Err(format!("{here}: unknown {}.{field}", self.root))
+                    ("room", Scope::Room) if field == "name" => Ok(Expr::Room("name")),
+                    ("room", Scope::Room) => Err(format!("{here}: unknown room.{field} (expected room.name)")),
+                    ("data" | "old", Scope::Room) => Err(format!("{here}: {root}.* is not available in room rules (auth.* and room.name are)")),
+                    ("topic", Scope::Topic) if field == "name" => Ok(Expr::Topic("name")),
+                    ("topic", Scope::Topic) if field == "match" => Ok(Expr::Topic("match")),
+                    ("topic", Scope::Topic) => Err(format!("{here}: unknown topic.{field} (expected topic.name or topic.match)")),
+                    ("data" | "old", Scope::Topic) => {
+                        Err(format!("{here}: {root}.* is not available in topic rules (auth.*, topic.name and topic.match are)"))
                     }
-                    "data" | "old" if !self.entity.has_column(field) => {
-                        Err(format!("{here}: {} has no field '{field}'", self.entity.name))
+                    ("data" | "old", Scope::Row { entity, .. }) if !entity.has_column(field) => {
+                        Err(format!("{here}: {} has no field '{field}'", entity.name))
                     }
-                    "data" => Ok(Expr::Data(field.to_string())),
-                    "old" if self.allow_old => Ok(Expr::Old(field.to_string())),
-                    "old" => Err(format!("{here}: old.* is only available in update and write rules")),
-                    _ => Err(format!("{here}: '{path}' is not auth.* or {}.*", self.root)),
+                    ("data", _) => Ok(Expr::Data(field.to_string())),
+                    ("old", Scope::Row { allow_old: true, .. }) => Ok(Expr::Old(field.to_string())),
+                    ("old", _) => Err(format!("{here}: old.* is only available in update and write rules")),
+                    _ => Err(format!("{here}: '{path}' is not {roots}")),
                 }
             }
             Some(_) => Ok(Expr::Lit(self.literal()?)),
@@ -646,6 +779,39 @@ mod tests {
         assert_eq!(deny.cond("Todo", Action::Read, &AuthContext::user("u"), None), Cond::Const(true));
         let allow = Policies::from_manifest(&m, DefaultPolicy::Allow).unwrap();
         assert_eq!(allow.cond("Todo", Action::Insert, &AuthContext::user("u"), None), Cond::Const(true));
+    }
+
+    #[test]
+    fn room_rules_see_the_caller_and_the_room_name() {
+        let m = AppManifest::from_json(
+            r#"{"rooms":{"rules":[
+                {"pattern":"vip-*","join":"!auth.guest","broadcast":"auth.userId == 'host'","persist":true},
+                {"pattern":"own:*","join":"room.name == 'own:' || room.name in ['own:alice', 'own:bob']"},
+                {"pattern":"*","state":"false"}]}}"#,
+        )
+        .unwrap();
+        let rules = RoomRules::from_manifest(&m).unwrap();
+        let guest = AuthContext { user_id: Some("guest_1".into()), guest: true, ..Default::default() };
+        let (alice, host) = (AuthContext::user("alice"), AuthContext::user("host"));
+        assert!(!rules.allows(RoomAction::Join, &guest, "vip-1"));
+        assert!(rules.allows(RoomAction::Join, &alice, "vip-1"));
+        assert!(!rules.allows(RoomAction::Broadcast, &alice, "vip-1"));
+        assert!(rules.allows(RoomAction::Broadcast, &host, "vip-1"));
+        assert!(rules.allows(RoomAction::State, &alice, "vip-1"), "an action the first matching rule leaves out is open");
+        assert!(rules.allows(RoomAction::Join, &alice, "own:alice") && !rules.allows(RoomAction::Join, &alice, "own:carol"));
+        assert!(!rules.allows(RoomAction::State, &alice, "lobby") && rules.allows(RoomAction::Join, &alice, "lobby"));
+        assert!(!rules.allows(RoomAction::Join, &AuthContext::default(), "lobby"), "anonymous callers may do nothing");
+        assert!(rules.allows(RoomAction::State, &AuthContext::admin(), "lobby"));
+        assert!(rules.persists("vip-1") && !rules.persists("lobby"));
+        assert!(matches!(rules.check(RoomAction::Join, &guest, "vip-1"), Err(PlazaError::Forbidden(_))));
+
+        let bad = AppManifest::from_json(r#"{"rooms":{"rules":[{"pattern":"g-*","join":"data.ownerId == auth.userId","state":"room.nope"}]}}"#).unwrap();
+        let err = RoomRules::from_manifest(&bad).unwrap_err().to_string();
+        assert!(err.contains("rooms.rules[0] (g-*).join: line 1 column 1: data.* is not available in room rules"), "{err}");
+        assert!(err.contains("(g-*).state: line 1 column 1: unknown room.nope"), "{err}");
+        let m = manifest(r#""read":"room.name == 'x'""#);
+        let err = Policies::from_manifest(&m, DefaultPolicy::Allow).unwrap_err().to_string();
+        assert!(err.contains("'room.name' is not auth.* or data.*"), "{err}");
     }
 
     #[test]

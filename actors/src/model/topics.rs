@@ -4,11 +4,8 @@
 //! each user a private topic). Without a matching entry or rule: sessions subscribe, the admin
 //! publishes.
 
-use serde_json::Value;
-
 use super::manifest::AppManifest;
-use super::policy::{AuthContext, ContextRule};
-use super::rows::Row;
+use super::policy::{AuthContext, TopicRule};
 use crate::error::{PlazaError, Result};
 
 /// Longest topic name.
@@ -23,8 +20,8 @@ pub enum TopicAction {
 #[derive(Debug)]
 struct Rule {
     pattern: String,
-    publish: Option<ContextRule>,
-    subscribe: Option<ContextRule>,
+    publish: Option<TopicRule>,
+    subscribe: Option<TopicRule>,
 }
 
 #[derive(Debug, Default)]
@@ -75,7 +72,7 @@ impl TopicRules {
                 problems.push(format!("topic pattern '{}' must be 1 to {MAX_TOPIC_LEN} bytes", t.pattern));
             }
             let mut rule = |name: &str, src: &Option<String>| {
-                src.as_deref().and_then(|src| match ContextRule::parse(src, "topic", &["name", "match"]) {
+                src.as_deref().and_then(|src| match TopicRule::parse(src) {
                     Ok(r) => Some(r),
                     Err(e) => {
                         problems.push(format!("topic '{}'.{name}: {e}", t.pattern));
@@ -107,12 +104,7 @@ impl TopicRules {
             Some((rule, m))
         });
         match rule {
-            Some((rule, matched)) => {
-                let mut context = Row::new();
-                context.insert("name".into(), Value::String(topic.to_string()));
-                context.insert("match".into(), Value::String(matched.clone()));
-                rule.allows(auth, &context)
-            }
+            Some((rule, matched)) => rule.allows(auth, topic, matched),
             None => match action {
                 TopicAction::Subscribe => auth.user_id.is_some(),
                 TopicAction::Publish => false,

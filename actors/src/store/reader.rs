@@ -170,6 +170,21 @@ impl Reader {
         Ok(count)
     }
 
+    /// A persisted room's state document and its version (`_plaza_rooms`), if it has one.
+    pub fn room_state(&self, name: &str) -> Result<Option<(serde_json::Value, u64)>> {
+        let conn = self.pool.get()?;
+        let row: Option<(String, i64)> = conn
+            .prepare_cached("SELECT state, state_version FROM _plaza_rooms WHERE name = ?")?
+            .query_row([name], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()?;
+        row.map(|(state, version)| {
+            let state = serde_json::from_str(&state)
+                .map_err(|e| PlazaError::Internal(format!("stored state of room '{name}' is not JSON: {e}")))?;
+            Ok((state, version.max(0) as u64))
+        })
+        .transpose()
+    }
+
     /// Whether the read side answers at all (readiness).
     pub fn ping(&self) -> Result<()> {
         let conn = self.pool.get()?;

@@ -36,6 +36,11 @@ CREATE TABLE IF NOT EXISTS _plaza_cron (name TEXT PRIMARY KEY, last_fire INTEGER
 CREATE TABLE IF NOT EXISTS _plaza_files (
     id TEXT PRIMARY KEY, owner TEXT NOT NULL, name TEXT NOT NULL, content_type TEXT NOT NULL,
     size INTEGER NOT NULL, sha256 TEXT NOT NULL, created_at INTEGER NOT NULL);
+-- State documents of rooms whose rule persists them, saved when the room stops (and while it
+-- runs), loaded when it starts again.
+CREATE TABLE IF NOT EXISTS _plaza_rooms (
+    name TEXT PRIMARY KEY NOT NULL, state TEXT NOT NULL, state_version INTEGER NOT NULL,
+    saved_at INTEGER NOT NULL) WITHOUT ROWID;
 ";
 
 /// Brings the database up to the manifest in one transaction.

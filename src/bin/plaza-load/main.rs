@@ -1,7 +1,8 @@
 //! `plaza-load`: a load generator for Plaza, one module per mode: `http` (entity API
 //! throughput and latency), `ws` (live fan-out latency), `pubsub` (the same over a pub/sub
-//! topic), `idle` (memory per idle WebSocket), `fairness` (a single writer's latency beside a
-//! client flooding the write queue), `jobs` (jobs/s through the worker pool).
+//! topic), `idle` (memory per idle WebSocket), `rooms` (room broadcast fan-out and memory per
+//! room member), `fairness` (a single writer's latency beside a client flooding the write
+//! queue), `jobs` (jobs/s through the worker pool).
 //! Each mode's module documents what it measures and prints.
 //!
 //! Adding a mode: a module with a clap `Args` struct and `run(Args) -> Result<(), String>`,
@@ -23,6 +24,8 @@
 //! ./target/release/plaza-load pubsub --subscribers 1000 --writes-per-sec 100 --duration-secs 10
 //! ./target/release/plaza-load jobs --jobs 20000 --handler-ms 0
 //! ./target/release/plaza-load idle --target http://127.0.0.1:4321 --server-pid "$PID"
+//! ./target/release/plaza-load rooms --rooms 100 --members 50 --rate 1 --duration-secs 10
+//! ./target/release/plaza-load rooms --rooms 400 --members 50 --rate 0
 //! ./target/release/plaza-load fairness --flooders 16 --batch-ops 100 --duration-secs 10
 //! ```
 //!
@@ -49,6 +52,7 @@ mod jobs;
 mod probes;
 mod report;
 mod rng;
+mod rooms;
 mod server;
 mod stats;
 mod target;
@@ -85,6 +89,9 @@ enum Cmd {
     Pubsub(ws::Args),
     /// Jobs/s through the JobQueue and worker pool, in process, with a no-op or sleeping handler.
     Jobs(jobs::Args),
+    /// R rooms × M members broadcasting at f Hz over real sockets: deliveries/s, send → receive
+    /// latency, server CPU and RSS; `--rate 0` holds them idle and gives the RSS per member.
+    Rooms(rooms::Args),
     /// One client flooding batches beside a single inserter: the single inserter's latency.
     Fairness(fairness::Args),
 }
@@ -97,6 +104,7 @@ fn main() -> ExitCode {
         Cmd::Idle(args) => idle::run(args),
         Cmd::Pubsub(args) => ws::run_pubsub(args),
         Cmd::Jobs(args) => jobs::run(args),
+        Cmd::Rooms(args) => rooms::run(args),
         Cmd::Fairness(args) => fairness::run(args),
     };
     match outcome {
