@@ -6,6 +6,7 @@ pub mod auth;
 pub mod entities;
 pub mod events;
 pub mod ops;
+pub mod query;
 pub mod sync;
 
 use actix_web::{web, HttpRequest};
@@ -25,6 +26,7 @@ pub const API_ROUTES: &[(&str, &str, &str, &str)] = &[
     ("patch", "/api/entities/{Entity}/{id}", "Update fields of a row", "entities"),
     ("delete", "/api/entities/{Entity}/{id}", "Delete a row", "entities"),
     ("post", "/api/query/{Entity}", "Rows matching a filter", "entities"),
+    ("post", "/api/query", "Graph query: rows of several entities with their relations included", "query"),
     ("post", "/api/batch", "Independent writes (admin)", "admin"),
     ("post", "/api/transact", "All-or-nothing writes (admin)", "admin"),
     ("get", "/api/export", "Every row as NDJSON (admin)", "admin"),
@@ -48,6 +50,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     auth::routes(cfg);
     sync::routes(cfg);
     events::routes(cfg);
+    query::routes(cfg);
 }
 
 pub async fn route_not_found(req: HttpRequest) -> ApiResult {

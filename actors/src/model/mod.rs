@@ -4,6 +4,7 @@
 //! imports from the actors that run it.
 
 pub mod change;
+pub mod graph;
 pub mod manifest;
 pub mod policy;
 pub mod query;

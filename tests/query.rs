@@ -1,0 +1,187 @@
+//! Query power (issue #11) against a real server: graph queries with includes under the read
+//! policies and their caps, link/unlink as ordinary updates (change log, live subscribers),
+//! aggregates checked against a brute-force count, and full-text search with facets.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use actix_codec::Framed;
+use actix_web::App;
+use awc::ws::{Codec, Frame, Message};
+use awc::BoxedSocket;
+use common::{config, ADMIN};
+use futures_util::{SinkExt, StreamExt};
+use plaza_actors::AppManifest;
+use serde_json::{json, Value};
+
+type Ws = Framed<BoxedSocket, Codec>;
+
+/// Users own todos, todos have comments. Reads hide `hidden` todos and comments from everyone
+/// but the admin; writes of a todo are for its owner.
+const MANIFEST: &str = r#"{
+  "entities": [
+    {"name": "User", "fields": [{"name": "email", "type": "string"}, {"name": "team", "type": "string", "optional": true}],
+     "relations": [{"name": "todos", "target": "Todo", "field": "ownerId", "many": true}]},
+    {"name": "Todo", "fields": [
+        {"name": "title", "type": "string"}, {"name": "notes", "type": "string", "optional": true},
+        {"name": "status", "type": "string"}, {"name": "priority", "type": "int", "optional": true},
+        {"name": "estimate", "type": "float", "optional": true},
+        {"name": "ownerId", "type": "id(User)", "optional": true}],
+     "relations": [{"name": "owner", "target": "User", "field": "ownerId"},
+                   {"name": "comments", "target": "Comment", "field": "todoId", "many": true}],
+     "search": {"text": ["title", "notes"], "facets": ["status", "priority"]}},
+    {"name": "Comment", "fields": [{"name": "body", "type": "string"}, {"name": "hidden", "type": "bool"},
+        {"name": "todoId", "type": "id(Todo)"}],
+     "relations": [{"name": "todo", "target": "Todo", "field": "todoId"}]}],
+  "policies": [
+    {"entity": "Todo", "read": "data.status != 'hidden'", "write": "auth.userId == data.ownerId"},
+    {"entity": "Comment", "read": "data.hidden == 0"}]
+}"#;
+
+/// A safety net against a hung test, not a synchronisation: every wait below is for a reply.
+const PATIENCE: Duration = Duration::from_secs(30);
+
+fn server_with(manifest: &str, config: plaza::config::Config) -> actix_test::TestServer {
+    let state = plaza::build_state_with(config, AppManifest::from_json(manifest).unwrap()).unwrap();
+    actix_test::start(move || App::new().configure(plaza::configure(state.clone())))
+}
+
+fn server() -> actix_test::TestServer {
+    server_with(MANIFEST, config())
+}
+
+fn client() -> awc::Client {
+    awc::Client::builder().timeout(PATIENCE).finish()
+}
+
+async fn http(srv: &actix_test::TestServer, token: &str, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+    let req = client().request(method.parse().unwrap(), srv.url(path)).insert_header(("Authorization", format!("Bearer {token}")));
+    let mut resp = match body {
+        Some(b) => req.send_json(&b).await,
+        None => req.send().await,
+    }
+    .unwrap();
+    let bytes = resp.body().limit(64 << 20).await.unwrap();
+    (resp.status().as_u16(), serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+}
+
+async fn session(srv: &actix_test::TestServer, user: &str) -> String {
+    let (_, body) = http(srv, ADMIN, "POST", "/api/auth/session", Some(json!({"user_id": user}))).await;
+    body["token"].as_str().unwrap().to_string()
+}
+
+/// Inserts rows as the admin in one transaction: `(entity, id, data)`.
+async fn seed(srv: &actix_test::TestServer, rows: Vec<(&str, String, Value)>) {
+    for chunk in rows.chunks(10_000) {
+        let ops: Vec<Value> =
+            chunk.iter().map(|(e, id, data)| json!({"op": "insert", "entity": e, "id": id, "data": data})).collect();
+        let (status, body) = http(srv, ADMIN, "POST", "/api/transact", Some(json!(ops))).await;
+        assert_eq!(status, 200, "{body}");
+    }
+}
+
+fn ids(rows: &Value) -> Vec<&str> {
+    rows.as_array().unwrap().iter().map(|r| r["id"].as_str().unwrap()).collect()
+}
+
+fn code(body: &Value) -> &str {
+    body["error"]["code"].as_str().unwrap_or("<none>")
+}
+
+/// Two users, three todos each (one hidden), two comments per todo (one hidden).
+async fn seed_small(srv: &actix_test::TestServer) {
+    let mut rows = vec![
+        ("User", "u1".to_string(), json!({"email": "ann@x", "team": "red"})),
+        ("User", "u2".to_string(), json!({"email": "bob@x", "team": "blue"})),
+    ];
+    for u in ["u1", "u2"] {
+        for (n, status) in ["open", "done", "hidden"].iter().enumerate() {
+            let t = format!("{u}-t{n}");
+            rows.push(("Todo", t.clone(), json!({"title": format!("{u} task {n}"), "status": status, "priority": n, "ownerId": u})));
+            rows.push(("Comment", format!("{t}-c0"), json!({"body": "seen", "hidden": false, "todoId": t})));
+            rows.push(("Comment", format!("{t}-c1"), json!({"body": "unseen", "hidden": true, "todoId": t})));
+        }
+    }
+    seed(srv, rows).await;
+}
+
+#[actix_web::test]
+async fn includes_two_levels_deep_leave_out_what_the_policy_hides() {
+    let srv = server();
+    seed_small(&srv).await;
+    let alice = session(&srv, "alice").await;
+    let q = json!({"User": {"$order": {"email": "asc"},
+        "include": {"todos": {"$order": {"title": "asc"}, "include": {"comments": {}, "owner": {}}}}}});
+    let (status, body) = http(&srv, &alice, "POST", "/api/query", Some(q.clone())).await;
+    assert_eq!(status, 200, "{body}");
+    let users = body["User"].as_array().unwrap();
+    assert_eq!(ids(&body["User"]), ["u1", "u2"]);
+    for u in users {
+        let uid = u["id"].as_str().unwrap();
+        let todos = &u["todos"];
+        // The hidden todo is absent, not an error; so are hidden comments.
+        assert_eq!(ids(todos), [format!("{uid}-t0"), format!("{uid}-t1")], "{body}");
+        for t in todos.as_array().unwrap() {
+            let tid = t["id"].as_str().unwrap();
+            assert_eq!(ids(&t["comments"]), [format!("{tid}-c0")]);
+            assert_eq!(t["owner"]["id"], uid, "a to-one include is the row itself");
+        }
+    }
+    // The admin bypasses policies and sees every level in full.
+    let (_, all) = http(&srv, ADMIN, "POST", "/api/query", Some(q)).await;
+    assert_eq!(all["User"][0]["todos"].as_array().unwrap().len(), 3);
+    assert_eq!(all["User"][0]["todos"][0]["comments"].as_array().unwrap().len(), 2);
+
+    // Per-parent limit and where; a to-one include the policy hides (or that is missing) is null.
+    let q = json!({"User": {"where": {"team": "red"}, "include": {"todos": {"where": {"status": "done"}, "$limit": 1}}},
+                   "Comment": {"where": {"todoId": {"$in": ["u1-t2", "u1-t0"]}}, "include": {"todo": {}}}});
+    let (status, body) = http(&srv, &alice, "POST", "/api/query", Some(q)).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(ids(&body["User"]), ["u1"]);
+    assert_eq!(ids(&body["User"][0]["todos"]), ["u1-t1"]);
+    let comments: BTreeMap<&str, &Value> =
+        body["Comment"].as_array().unwrap().iter().map(|c| (c["id"].as_str().unwrap(), &c["todo"])).collect();
+    assert_eq!(comments.keys().copied().collect::<Vec<_>>(), ["u1-t0-c0", "u1-t2-c0"]);
+    assert_eq!(comments["u1-t0-c0"]["id"], "u1-t0");
+    assert_eq!(*comments["u1-t2-c0"], Value::Null, "the todo is hidden from alice");
+}
+
+#[actix_web::test]
+async fn graph_queries_refuse_bad_shapes_and_enforce_the_caps() {
+    let srv = server();
+    for (q, needle) in [
+        (json!({"User": {"include": {"nope": {}}}}), "no relation"),
+        (json!({"User": {"where": {"nope": 1}}}), "unknown field"),
+        (json!({"User": {"where": {"email": {"$regex": "a"}}}}), "unknown operator"),
+        (json!({"User": {"include": {"todos": {"include": {"owner": {"include": {"todos": {"include": {"owner": {"include": {"todos": {}}}}}}}}}}}}), "at most 4 levels"),
+        (json!([1]), "graph query"),
+    ] {
+        let (status, body) = http(&srv, ADMIN, "POST", "/api/query", Some(q)).await;
+        assert_eq!((status, code(&body)), (400, "VALIDATION"), "{body}");
+        assert!(body["error"]["message"].as_str().unwrap().contains(needle), "{needle}: {body}");
+    }
+    let (status, body) = http(&srv, ADMIN, "POST", "/api/query", Some(json!({"Nope": {}}))).await;
+    assert_eq!((status, code(&body)), (404, "UNKNOWN_ENTITY"));
+
+    // 60 users with 90 todos each: 5,460 rows in all is over the 5,000 cap; 10 per user is not.
+    let mut rows = Vec::new();
+    for u in 0..60 {
+        rows.push(("User", format!("u{u:02}"), json!({"email": format!("{u}@x")})));
+        for t in 0..90 {
+            rows.push(("Todo", format!("u{u:02}-{t:02}"), json!({"title": "t", "status": "open", "ownerId": format!("u{u:02}")})));
+        }
+    }
+    seed(&srv, rows).await;
+    let (status, body) = http(&srv, ADMIN, "POST", "/api/query", Some(json!({"User": {"include": {"todos": {}}}}))).await;
+    assert_eq!((status, code(&body)), (400, "VALIDATION"), "{body}");
+    assert!(body["error"]["message"].as_str().unwrap().contains("5000"), "{body}");
+    let q = json!({"User": {"include": {"todos": {"$limit": 10, "$order": "-id"}}}});
+    let (status, body) = http(&srv, ADMIN, "POST", "/api/query", Some(q)).await;
+    assert_eq!(status, 200, "{body}");
+    let users = body["User"].as_array().unwrap();
+    assert_eq!(users.len(), 60);
+    assert!(users.iter().all(|u| u["todos"].as_array().unwrap().len() == 10));
+    assert_eq!(users[0]["todos"][0]["id"], "u00-89", "order applies within each parent");
+}
