@@ -185,3 +185,79 @@ async fn graph_queries_refuse_bad_shapes_and_enforce_the_caps() {
     assert!(users.iter().all(|u| u["todos"].as_array().unwrap().len() == 10));
     assert_eq!(users[0]["todos"][0]["id"], "u00-89", "order applies within each parent");
 }
+
+async fn connect(srv: &actix_test::TestServer, token: &str) -> Ws {
+    let (_, ws) = client().ws(srv.url(&format!("/ws?token={token}"))).max_frame_size(1 << 20).connect().await.unwrap();
+    ws
+}
+
+/// The next JSON frame, answering pings on the way.
+async fn next(ws: &mut Ws) -> Value {
+    loop {
+        let frame = actix_web::rt::time::timeout(PATIENCE, ws.next()).await.expect("a frame within the patience window");
+        match frame {
+            Some(Ok(Frame::Text(t))) => return serde_json::from_slice(&t).unwrap(),
+            Some(Ok(Frame::Ping(p))) => ws.send(Message::Pong(p)).await.unwrap(),
+            Some(Ok(_)) => {}
+            other => panic!("socket ended: {other:?}"),
+        }
+    }
+}
+
+#[actix_web::test]
+async fn link_and_unlink_are_ordinary_updates_in_the_log_and_live() {
+    let srv = server();
+    seed_small(&srv).await;
+    seed(&srv, vec![("Todo", "loose".into(), json!({"title": "loose end", "status": "open"}))]).await;
+    let alice = session(&srv, "alice").await;
+    let mut ws = connect(&srv, &alice).await;
+    ws.send(Message::Text(json!({"type": "subscribe", "id": "s", "entity": "Todo"}).to_string().into())).await.unwrap();
+    let subscribed = next(&mut ws).await;
+    assert_eq!(subscribed["type"], "subscribed", "{subscribed}");
+    let since = subscribed["seq"].as_i64().unwrap();
+
+    // To-one, from the todo's side.
+    let (status, body) = http(&srv, ADMIN, "POST", "/api/link",
+        Some(json!({"entity": "Todo", "id": "loose", "relation": "owner", "target_id": "u1"}))).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!((body["entity"].as_str(), body["id"].as_str(), body["data"]["ownerId"].as_str()), (Some("Todo"), Some("loose"), Some("u1")));
+    let frame = next(&mut ws).await;
+    assert_eq!((frame["event"]["kind"].as_str(), frame["event"]["row_id"].as_str()), (Some("update"), Some("loose")));
+    assert_eq!(frame["event"]["data"]["ownerId"], "u1");
+    let (_, graph) = http(&srv, &alice, "POST", "/api/query", Some(json!({"User": {"where": {"id": "u1"}, "include": {"todos": {}}}}))).await;
+    assert!(ids(&graph["User"][0]["todos"]).contains(&"loose"), "{graph}");
+
+    // To-many, from the user's side: unlink clears the todo's key.
+    let unlink = json!({"entity": "User", "id": "u1", "relation": "todos", "target_id": "loose"});
+    let (status, body) = http(&srv, ADMIN, "POST", "/api/unlink", Some(unlink.clone())).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["data"]["ownerId"], Value::Null);
+    let frame = next(&mut ws).await;
+    assert_eq!((frame["event"]["row_id"].as_str(), &frame["event"]["data"]["ownerId"]), (Some("loose"), &Value::Null));
+    // Not linked any more: 404, and nothing is written.
+    let (status, body) = http(&srv, ADMIN, "POST", "/api/unlink", Some(unlink)).await;
+    assert_eq!((status, code(&body)), (404, "NOT_FOUND"), "{body}");
+
+    // Both writes are in the change log as updates of the todo.
+    let (_, pull) = http(&srv, ADMIN, "GET", &format!("/api/sync/pull?since={since}"), None).await;
+    let changes: Vec<(&str, &str, &Value)> = pull["changes"].as_array().unwrap().iter()
+        .map(|c| (c["kind"].as_str().unwrap(), c["row_id"].as_str().unwrap(), &c["data"]["ownerId"])).collect();
+    assert_eq!(changes, [("update", "loose", &json!("u1")), ("update", "loose", &Value::Null)], "{pull}");
+
+    // Write policies apply: bob may not move u1's todo; unknown things are refused.
+    let bob = session(&srv, "bob").await;
+    let (status, body) = http(&srv, &bob, "POST", "/api/link",
+        Some(json!({"entity": "Todo", "id": "u1-t0", "relation": "owner", "target_id": "u2"}))).await;
+    assert_eq!((status, code(&body)), (403, "FORBIDDEN"), "{body}");
+    for (body, want) in [
+        (json!({"entity": "Todo", "id": "loose", "relation": "owner", "target_id": "nobody"}), (404, "NOT_FOUND")),
+        (json!({"entity": "Todo", "id": "nothing", "relation": "owner", "target_id": "u1"}), (404, "NOT_FOUND")),
+        (json!({"entity": "Todo", "id": "loose", "relation": "nope", "target_id": "u1"}), (400, "VALIDATION")),
+        (json!({"entity": "Todo", "id": "loose", "relation": "owner"}), (400, "VALIDATION")),
+        (json!({"entity": "Comment", "id": "u1-t0-c0", "relation": "todo", "target_id": "u1-t0"}), (400, "VALIDATION")),
+    ] {
+        let path = if want.1 == "VALIDATION" && body["entity"] == "Comment" { "/api/unlink" } else { "/api/link" };
+        let (status, got) = http(&srv, ADMIN, "POST", path, Some(body.clone())).await;
+        assert_eq!((status, code(&got)), want, "{body} → {got}");
+    }
+}

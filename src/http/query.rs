@@ -4,6 +4,10 @@
 
 use actix_web::{web, HttpResponse};
 use plaza_actors::model::graph::GraphQuery;
+use plaza_actors::store::link::Link;
+use plaza_actors::PlazaError;
+use serde::Deserialize;
+use serde_json::{json, Value};
 
 use super::resource;
 use crate::error::ApiResult;
@@ -11,7 +15,13 @@ use crate::extract::{Auth, JsonBody};
 use crate::AppState;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.service(resource("/api/query").route(web::post().to(graph)));
+    cfg.service(resource("/api/query").route(web::post().to(graph)))
+        .service(resource("/api/link").route(web::post().to(link)))
+        .service(resource("/api/unlink").route(web::post().to(unlink)));
+}
+
+fn bad(msg: impl Into<String>) -> PlazaError {
+    PlazaError::Validation(msg.into())
 }
 
 /// `{"User":{"where":{..},"include":{"todos":{..}}}}` → `{"User":[{..row,"todos":[..]}]}`.
@@ -19,4 +29,42 @@ async fn graph(state: web::Data<AppState>, auth: Auth, JsonBody(body): JsonBody)
     let q = GraphQuery::parse(&state.plaza.manifest, &body)?;
     let out = state.read(move |r| r.graph(&auth.ctx, &q)).await??;
     Ok(HttpResponse::Ok().json(out))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LinkBody {
+    entity: String,
+    id: Value,
+    relation: String,
+    target_id: Value,
+}
+
+fn resolve_link(state: &AppState, body: Value) -> Result<Link, crate::error::ApiError> {
+    let b: LinkBody = serde_json::from_value(body)
+        .map_err(|e| bad(format!("expected {{\"entity\",\"id\",\"relation\",\"target_id\"}}: {e}")))?;
+    Ok(Link::resolve(&state.plaza.manifest, &b.entity, &b.id, &b.relation, &b.target_id)?)
+}
+
+fn linked(changes: Vec<plaza_actors::model::change::Change>) -> ApiResult {
+    let c = changes.into_iter().next().ok_or_else(|| PlazaError::Internal("link committed no change".into()))?;
+    Ok(HttpResponse::Ok().json(json!({"ok": true, "entity": c.entity, "id": c.row_id, "seq": c.seq, "data": c.data})))
+}
+
+/// `{"entity","id","relation","target_id"}`: sets the relation's key through the Writer. The
+/// row pointed to must exist and be readable by the caller (404 otherwise).
+async fn link(state: web::Data<AppState>, auth: Auth, JsonBody(body): JsonBody) -> ApiResult {
+    let l = resolve_link(&state, body)?;
+    let (ctx, other, other_id) = (auth.ctx.clone(), l.other.clone(), l.other_id.clone());
+    if state.read(move |r| r.get(&ctx, &other, &other_id)).await??.is_none() {
+        return Err(PlazaError::NotFound(format!("{} '{}' not found", l.other, l.other_id)).into());
+    }
+    linked(state.write(&auth.ctx, vec![l.link_op()]).await?)
+}
+
+/// Clears the relation's key, only if it still points at the row named: 404 when it does not.
+async fn unlink(state: web::Data<AppState>, auth: Auth, JsonBody(body): JsonBody) -> ApiResult {
+    let l = resolve_link(&state, body)?;
+    let op = l.unlink_op(&state.plaza.manifest)?;
+    linked(state.write(&auth.ctx, vec![op]).await?)
 }

@@ -2,6 +2,7 @@
 //! read connections.
 
 pub mod graph;
+pub mod link;
 pub mod queue;
 pub mod reader;
 pub mod schema;
