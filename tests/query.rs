@@ -261,3 +261,69 @@ async fn link_and_unlink_are_ordinary_updates_in_the_log_and_live() {
         assert_eq!((status, code(&got)), want, "{body} → {got}");
     }
 }
+
+/// `n` todos with statuses, priorities (some null) and estimates spread by a fixed rule.
+fn spread_todos(n: usize) -> Vec<(&'static str, String, Value)> {
+    let statuses = ["open", "done", "hidden", "blocked"];
+    (0..n)
+        .map(|i| {
+            let priority = if i % 7 == 0 { Value::Null } else { json!((i * 31 % 5) as i64) };
+            let estimate = if i % 5 == 0 { Value::Null } else { json!((i % 13) as f64 * 0.5) };
+            let data = json!({"title": format!("task {i}"), "status": statuses[i * 17 % 4], "priority": priority,
+                              "estimate": estimate, "ownerId": format!("u{}", i % 3)});
+            ("Todo", format!("t{i:04}"), data)
+        })
+        .collect()
+}
+
+#[actix_web::test]
+async fn aggregates_match_a_brute_force_count_under_the_policy() {
+    let srv = server();
+    seed(&srv, spread_todos(600)).await;
+    let alice = session(&srv, "alice").await;
+    let (_, rows) = http(&srv, &alice, "POST", "/api/query/Todo", Some(json!({"$limit": 1000}))).await;
+    let rows = rows.as_array().unwrap().clone();
+    assert!(rows.len() > 300 && rows.len() < 600, "the policy hides the hidden ones: {}", rows.len());
+
+    // No groupBy: one group with an empty key.
+    let (status, body) = http(&srv, &alice, "POST", "/api/aggregate/Todo",
+        Some(json!({"count": "*", "sum": "priority", "avg": "estimate", "min": "title", "max": ["priority", "estimate"]}))).await;
+    assert_eq!(status, 200, "{body}");
+    let g = &body["groups"].as_array().unwrap()[0];
+    assert_eq!(body["groups"].as_array().unwrap().len(), 1);
+    assert_eq!(g["key"], json!({}));
+    assert_eq!(g["count"], rows.len());
+    let prio: Vec<i64> = rows.iter().filter_map(|r| r["priority"].as_i64()).collect();
+    let est: Vec<f64> = rows.iter().filter_map(|r| r["estimate"].as_f64()).collect();
+    assert_eq!(g["sum"], prio.iter().sum::<i64>());
+    assert!((g["avg"].as_f64().unwrap() - est.iter().sum::<f64>() / est.len() as f64).abs() < 1e-9);
+    assert_eq!(g["min"], rows.iter().map(|r| r["title"].as_str().unwrap()).min().unwrap());
+    assert_eq!(g["max"]["priority"], *prio.iter().max().unwrap());
+
+    // groupBy two fields, with a where: every group equals the brute-force count and sum.
+    let (status, body) = http(&srv, &alice, "POST", "/api/aggregate/Todo",
+        Some(json!({"count": "*", "sum": "estimate", "groupBy": ["status", "priority"], "where": {"ownerId": {"$ne": "u2"}}}))).await;
+    assert_eq!(status, 200, "{body}");
+    let mut brute: BTreeMap<String, (usize, f64)> = BTreeMap::new();
+    for r in rows.iter().filter(|r| r["ownerId"] != "u2") {
+        let e = brute.entry(format!("{}/{}", r["status"], r["priority"])).or_default();
+        e.0 += 1;
+        e.1 += r["estimate"].as_f64().unwrap_or(0.0);
+    }
+    let groups = body["groups"].as_array().unwrap();
+    assert_eq!(groups.len(), brute.len(), "{body}");
+    for g in groups {
+        let (count, sum) = brute[&format!("{}/{}", g["key"]["status"], g["key"]["priority"])];
+        assert_eq!(g["count"], count, "{g}");
+        assert!((g["sum"].as_f64().unwrap_or(0.0) - sum).abs() < 1e-9, "{g}");
+    }
+    assert!(groups.iter().all(|g| g["key"]["status"] != "hidden"), "hidden rows never count");
+    // The admin sees the hidden ones too.
+    let (_, all) = http(&srv, ADMIN, "POST", "/api/aggregate/Todo", Some(json!({"groupBy": "status"}))).await;
+    assert_eq!(all["groups"].as_array().unwrap().iter().map(|g| g["count"].as_u64().unwrap()).sum::<u64>(), 600);
+
+    for bad in [json!({"sum": "title"}), json!({"groupBy": ["nope"]}), json!({"count": "*", "having": 1}), json!({"where": {"status": {"$regex": "x"}}})] {
+        let (status, body) = http(&srv, &alice, "POST", "/api/aggregate/Todo", Some(bad)).await;
+        assert_eq!((status, code(&body)), (400, "VALIDATION"), "{body}");
+    }
+}

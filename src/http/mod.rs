@@ -29,6 +29,7 @@ pub const API_ROUTES: &[(&str, &str, &str, &str)] = &[
     ("post", "/api/query", "Graph query: rows of several entities with their relations included", "query"),
     ("post", "/api/link", "Set a relation: an ordinary update of the row holding its key", "query"),
     ("post", "/api/unlink", "Clear a relation, if it still points at the row named", "query"),
+    ("post", "/api/aggregate/{Entity}", "count/sum/avg/min/max, optionally per groupBy, over readable rows", "query"),
     ("post", "/api/batch", "Independent writes (admin)", "admin"),
     ("post", "/api/transact", "All-or-nothing writes (admin)", "admin"),
     ("get", "/api/export", "Every row as NDJSON (admin)", "admin"),

@@ -3,6 +3,7 @@
 //! link/unlink go through the Writer as ordinary updates.
 
 use actix_web::{web, HttpResponse};
+use plaza_actors::model::aggregate::Aggregate;
 use plaza_actors::model::graph::GraphQuery;
 use plaza_actors::store::link::Link;
 use plaza_actors::PlazaError;
@@ -17,7 +18,8 @@ use crate::AppState;
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(resource("/api/query").route(web::post().to(graph)))
         .service(resource("/api/link").route(web::post().to(link)))
-        .service(resource("/api/unlink").route(web::post().to(unlink)));
+        .service(resource("/api/unlink").route(web::post().to(unlink)))
+        .service(resource("/api/aggregate/{entity}").route(web::post().to(aggregate)));
 }
 
 fn bad(msg: impl Into<String>) -> PlazaError {
@@ -67,4 +69,13 @@ async fn unlink(state: web::Data<AppState>, auth: Auth, JsonBody(body): JsonBody
     let l = resolve_link(&state, body)?;
     let op = l.unlink_op(&state.plaza.manifest)?;
     linked(state.write(&auth.ctx, vec![op]).await?)
+}
+
+/// `{"count":"*","sum":"f","groupBy":["g"],"where":{..}}` → `{"groups":[{"key":{"g":v},"count":N,"sum":S}]}`,
+/// computed in SQL over only the rows the caller may read.
+async fn aggregate(state: web::Data<AppState>, entity: web::Path<String>, auth: Auth, JsonBody(body): JsonBody) -> ApiResult {
+    let def = state.entity(&entity)?;
+    let agg = Aggregate::parse(def, &body)?;
+    let groups = state.read(move |r| r.aggregate(&auth.ctx, &entity, &agg)).await??;
+    Ok(HttpResponse::Ok().json(json!({ "groups": groups })))
 }

@@ -3,6 +3,7 @@
 //! and evaluation: everything here can be tested without a running system, and nothing here
 //! imports from the actors that run it.
 
+pub mod aggregate;
 pub mod change;
 pub mod graph;
 pub mod manifest;

@@ -1,6 +1,7 @@
 //! SQLite storage: schema and migrations from the manifest, the single `Writer`, and a pool of
 //! read connections.
 
+pub mod aggregate;
 pub mod graph;
 pub mod link;
 pub mod queue;
