@@ -327,3 +327,129 @@ async fn aggregates_match_a_brute_force_count_under_the_policy() {
         assert_eq!((status, code(&body)), (400, "VALIDATION"), "{body}");
     }
 }
+
+async fn search(srv: &actix_test::TestServer, token: &str, query: &str) -> (u16, Value) {
+    http(srv, token, "GET", &format!("/api/search/Todo?{query}"), None).await
+}
+
+fn enc(s: &str) -> String {
+    s.bytes()
+        .map(|b| if b.is_ascii_alphanumeric() { (b as char).to_string() } else { format!("%{b:02X}") })
+        .collect()
+}
+
+#[actix_web::test]
+async fn search_ranks_counts_facets_and_stays_in_step_with_writes() {
+    let srv = server();
+    let mut rows = spread_todos(200);
+    rows.push(("Todo", "best".into(), json!({"title": "milk", "notes": "buy milk today", "status": "open", "priority": 1})));
+    rows.push(("Todo", "weak".into(), json!({"title": "groceries",
+        "notes": "eggs bread butter cheese apples pears flour sugar and maybe some milk later this week", "status": "open"})));
+    rows.push(("Todo", "secret".into(), json!({"title": "milk milk milk", "status": "hidden"})));
+    rows.push(("Todo", "accent".into(), json!({"title": "Crème brûlée", "status": "done", "priority": 2})));
+    seed(&srv, rows).await;
+    let alice = session(&srv, "alice").await;
+
+    // bm25: the short, focused row first; the hidden one is absent.
+    let (status, body) = search(&srv, &alice, "q=milk").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(ids(&body["data"]), ["best", "weak"], "{body}");
+    assert_eq!(body["total"], 2);
+    assert!(body["data"][0]["_score"].as_f64().unwrap() > body["data"][1]["_score"].as_f64().unwrap());
+    assert_eq!(body["facets"], json!({"status": {"open": 2}, "priority": {"1": 1, "null": 1}}));
+    // Diacritics and case fold; a trailing * is a prefix.
+    assert_eq!(ids(&search(&srv, &alice, "q=creme%20BRULEE").await.1["data"]), ["accent"]);
+    assert_eq!(ids(&search(&srv, &alice, "q=gro*").await.1["data"]), ["weak"]);
+
+    // Facets over a common word equal a brute-force count of the readable rows, with filter.
+    let filter = enc(&json!({"ownerId": {"$ne": "u1"}}).to_string());
+    let (status, body) = search(&srv, &alice, &format!("q=task&facets=status&limit=5&filter={filter}")).await;
+    assert_eq!(status, 200, "{body}");
+    let (_, all) = http(&srv, &alice, "POST", "/api/query/Todo", Some(json!({"ownerId": {"$ne": "u1"}, "title": {"$like": "task"}}))).await;
+    let mut brute: BTreeMap<String, u64> = BTreeMap::new();
+    for r in all.as_array().unwrap() {
+        *brute.entry(r["status"].as_str().unwrap().to_string()).or_default() += 1;
+    }
+    assert_eq!(body["total"], all.as_array().unwrap().len());
+    assert_eq!(body["facets"]["status"], json!(brute));
+    assert_eq!(body["data"].as_array().unwrap().len(), 5);
+    assert!(body["facets"].get("priority").is_none(), "only the facets asked for");
+    // Paging walks the same ranking.
+    let (_, p2) = search(&srv, &alice, &format!("q=task&limit=5&offset=5&filter={filter}")).await;
+    let (_, p12) = search(&srv, &alice, &format!("q=task&limit=10&filter={filter}")).await;
+    assert_eq!([ids(&body["data"]), ids(&p2["data"])].concat(), ids(&p12["data"]));
+
+    // $search is part of the filter language, in lists, queries and graph queries alike.
+    let (_, found) = http(&srv, &alice, "POST", "/api/query/Todo", Some(json!({"$search": "milk", "status": "open"}))).await;
+    assert_eq!(ids(&found).len(), 2, "{found}");
+    let (_, none) = http(&srv, &alice, "POST", "/api/query/Todo", Some(json!({"$or": [{"$search": "brulee"}, {"id": "best"}]}))).await;
+    assert_eq!(ids(&none).len(), 2, "{none}");
+
+    // Updates and deletes keep the index in step (inside the Writer's transaction).
+    let (status, _) = http(&srv, ADMIN, "PATCH", "/api/entities/Todo/best", Some(json!({"title": "oat drink", "notes": null}))).await;
+    assert_eq!(status, 200);
+    assert_eq!(ids(&search(&srv, &alice, "q=milk").await.1["data"]), ["weak"]);
+    assert_eq!(ids(&search(&srv, &alice, "q=oat").await.1["data"]), ["best"]);
+    http(&srv, ADMIN, "DELETE", "/api/entities/Todo/weak", None).await;
+    assert_eq!(search(&srv, &alice, "q=milk").await.1["total"], 0);
+    let (status, body) = http(&srv, ADMIN, "POST", "/api/batch", Some(json!({"operations": [
+        {"op": "insert", "entity": "Todo", "id": "again", "data": {"title": "milk again", "status": "open"}},
+        {"op": "insert", "entity": "Todo", "id": "again", "data": {"title": "milk twice", "status": "open"}}]}))).await;
+    assert_eq!((status, body["failed"].as_u64()), (200, Some(1)), "{body}");
+    let (_, body) = search(&srv, &alice, "q=milk").await;
+    assert_eq!((ids(&body["data"]), &body["total"]), (vec!["again"], &json!(1)), "a failed op leaves no index entry");
+
+    // Without q: every readable row the filter selects, facets over them.
+    let (status, body) = search(&srv, &alice, "facets=status&limit=0").await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body["facets"]["status"].get("hidden").is_none());
+}
+
+#[actix_web::test]
+async fn hostile_search_text_is_answered_never_with_a_500() {
+    let srv = server();
+    seed(&srv, spread_todos(50)).await;
+    for q in ["\"", "*", "NEAR(", "NEAR(task 1", "-", "-task", "AND OR", "task AND", "OR", "NOT task", "title:task", "^task",
+              "task\"", "(", ")", "{notes}:x", "task*", "**", "a*b", "'", "\\", "\u{0}", "ta\u{301}sk", "🙂", "task + 1",
+              "\"task\" NEAR/2 \"1\"", "rowid", "x OR 1=1; --", &"long ".repeat(60), &"w".repeat(300)] {
+        for path in [format!("/api/search/Todo?q={}", enc(q))] {
+            let (status, body) = http(&srv, ADMIN, "GET", &path, None).await;
+            assert!(status == 200 || (status == 400 && code(&body) == "VALIDATION"), "{q:?} → {status} {body}");
+        }
+        let (status, body) = http(&srv, ADMIN, "POST", "/api/query/Todo", Some(json!({"$search": q}))).await;
+        assert!(status == 200 || (status == 400 && code(&body) == "VALIDATION"), "$search {q:?} → {status} {body}");
+    }
+    for bad in ["q=task&facets=title", "q=task&nope=1", "q=task&limit=x", "q=task&filter=%7B", "q=task&filter=%7B%22nope%22%3A1%7D"] {
+        let (status, body) = search(&srv, ADMIN, bad).await;
+        assert_eq!((status, code(&body)), (400, "VALIDATION"), "{bad}: {body}");
+    }
+    let (status, body) = http(&srv, ADMIN, "GET", "/api/search/User?q=x", None).await;
+    assert_eq!((status, code(&body)), (400, "VALIDATION"), "User declares no search: {body}");
+}
+
+#[actix_web::test]
+async fn adding_search_indexes_existing_rows_and_removing_it_drops_the_index() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = || plaza::config::Config { in_memory: false, db: dir.path().join("plaza.db"), ..config() };
+    let without: Value = {
+        let mut m: Value = serde_json::from_str(MANIFEST).unwrap();
+        m["entities"][1].as_object_mut().unwrap().remove("search");
+        m
+    };
+    let srv = server_with(&without.to_string(), cfg());
+    seed(&srv, spread_todos(30)).await;
+    let (status, _) = search(&srv, ADMIN, "q=task").await;
+    assert_eq!(status, 400, "no search declared yet");
+    srv.stop().await;
+
+    let srv = server_with(MANIFEST, cfg());
+    let (status, body) = search(&srv, ADMIN, "q=task&limit=100").await;
+    assert_eq!((status, body["total"].as_u64()), (200, Some(30)), "{body}");
+    srv.stop().await;
+
+    let srv = server_with(&without.to_string(), cfg());
+    srv.stop().await;
+    let conn = rusqlite::Connection::open(dir.path().join("plaza.db")).unwrap();
+    let left: i64 = conn.query_row("SELECT count(*) FROM sqlite_master WHERE name LIKE '_plaza_fts_%'", [], |r| r.get(0)).unwrap();
+    assert_eq!(left, 0, "the index is dropped with search");
+}

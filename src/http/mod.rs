@@ -30,6 +30,7 @@ pub const API_ROUTES: &[(&str, &str, &str, &str)] = &[
     ("post", "/api/link", "Set a relation: an ordinary update of the row holding its key", "query"),
     ("post", "/api/unlink", "Clear a relation, if it still points at the row named", "query"),
     ("post", "/api/aggregate/{Entity}", "count/sum/avg/min/max, optionally per groupBy, over readable rows", "query"),
+    ("get", "/api/search/{Entity}", "Full-text search (FTS5, bm25) with facet counts: q, facets, limit, offset, filter", "query"),
     ("post", "/api/batch", "Independent writes (admin)", "admin"),
     ("post", "/api/transact", "All-or-nothing writes (admin)", "admin"),
     ("get", "/api/export", "Every row as NDJSON (admin)", "admin"),

@@ -5,6 +5,9 @@
 use actix_web::{web, HttpResponse};
 use plaza_actors::model::aggregate::Aggregate;
 use plaza_actors::model::graph::GraphQuery;
+use plaza_actors::model::query::{parse_filter, parse_number, Filter, MAX_LIMIT};
+use plaza_actors::model::search::SearchText;
+use plaza_actors::store::search::{SearchRequest, DEFAULT_SEARCH_LIMIT};
 use plaza_actors::store::link::Link;
 use plaza_actors::PlazaError;
 use serde::Deserialize;
@@ -19,7 +22,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(resource("/api/query").route(web::post().to(graph)))
         .service(resource("/api/link").route(web::post().to(link)))
         .service(resource("/api/unlink").route(web::post().to(unlink)))
-        .service(resource("/api/aggregate/{entity}").route(web::post().to(aggregate)));
+        .service(resource("/api/aggregate/{entity}").route(web::post().to(aggregate)))
+        .service(resource("/api/search/{entity}").route(web::get().to(search)));
 }
 
 fn bad(msg: impl Into<String>) -> PlazaError {
@@ -78,4 +82,47 @@ async fn aggregate(state: web::Data<AppState>, entity: web::Path<String>, auth: 
     let agg = Aggregate::parse(def, &body)?;
     let groups = state.read(move |r| r.aggregate(&auth.ctx, &entity, &agg)).await??;
     Ok(HttpResponse::Ok().json(json!({ "groups": groups })))
+}
+
+/// `?q=&facets=a,b&limit=&offset=&filter=` → `{"data":[..row,"_score"],"total":N,"facets":{"a":{"v":n}}}`:
+/// ranked by bm25 (`_score` = -bm25, higher is better); without `q`, every row the filter
+/// selects, in id order (facet browsing). Facets default to all the manifest declares.
+async fn search(
+    state: web::Data<AppState>,
+    entity: web::Path<String>,
+    params: web::Query<std::collections::HashMap<String, String>>,
+    auth: Auth,
+) -> ApiResult {
+    let def = state.entity(&entity)?;
+    let declared = def.search.as_ref().ok_or_else(|| bad(format!("{entity} declares no full-text search")))?;
+    if let Some(k) = params.keys().find(|k| !matches!(k.as_str(), "q" | "facets" | "limit" | "offset" | "filter")) {
+        return Err(bad(format!("unknown parameter '{k}' (expected q, facets, limit, offset, filter)")).into());
+    }
+    let q = params.get("q").map(String::as_str).unwrap_or("");
+    let text = if q.trim().is_empty() { None } else { Some(SearchText::parse(q)?) };
+    let filter = match params.get("filter") {
+        Some(f) => {
+            let v: Value = serde_json::from_str(f).map_err(|e| bad(format!("filter is not JSON: {e}")))?;
+            parse_filter(def, v.as_object().ok_or_else(|| bad("filter must be a JSON object"))?)?
+        }
+        None => Filter::everything(),
+    };
+    let facets = match params.get("facets") {
+        Some(list) => list.split(',').map(str::trim).filter(|f| !f.is_empty()).map(str::to_string).collect(),
+        None => declared.facets.clone(),
+    };
+    if let Some(f) = facets.iter().find(|f| !declared.facets.contains(f)) {
+        return Err(bad(format!("'{f}' is not a facet of {entity} (declared: {})", declared.facets.join(", "))).into());
+    }
+    let limit = match params.get("limit") {
+        Some(l) => parse_number::<i64>("limit", l)?.clamp(0, MAX_LIMIT) as usize,
+        None => DEFAULT_SEARCH_LIMIT,
+    };
+    let offset = match params.get("offset") {
+        Some(o) => parse_number::<i64>("offset", o)?.max(0) as usize,
+        None => 0,
+    };
+    let req = SearchRequest { text, filter, facets, limit, offset };
+    let found = state.read(move |r| r.search(&auth.ctx, &entity, &req)).await??;
+    Ok(HttpResponse::Ok().json(json!({ "data": found.data, "total": found.total, "facets": found.facets })))
 }

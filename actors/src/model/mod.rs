@@ -10,6 +10,7 @@ pub mod manifest;
 pub mod policy;
 pub mod query;
 pub mod rows;
+pub mod search;
 
 use crate::error::Result;
 use manifest::AppManifest;

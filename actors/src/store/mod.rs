@@ -7,6 +7,7 @@ pub mod link;
 pub mod queue;
 pub mod reader;
 pub mod schema;
+pub mod search;
 pub mod writer;
 
 use std::path::{Path, PathBuf};

@@ -461,6 +461,7 @@ fn apply(conn: &Connection, ctx: &OpContext<'_>, op: WriteOp, done: &[Change]) -
                 }
                 other => other,
             })?;
+            super::search::on_insert(conn, def, &id, &data)?;
             (entity, id, ChangeKind::Insert, Some(data), None)
         }
         WriteOp::UpdateIf { entity, id, expect: (field, expected), values, mismatch } => {
@@ -490,6 +491,7 @@ fn apply(conn: &Connection, ctx: &OpContext<'_>, op: WriteOp, done: &[Change]) -
             vals.push(SqlValue::Text(id.clone()));
             let sql = format!("UPDATE \"{entity}\" SET {} WHERE id = ?", sets.join(", "));
             conn.prepare_cached(&sql)?.execute(params_from_iter(vals))?;
+            super::search::on_update(conn, def, &id, &old, &new)?;
             (entity, id, ChangeKind::Update, Some(new), None)
         }
         WriteOp::Delete { entity, id } => {
@@ -497,6 +499,7 @@ fn apply(conn: &Connection, ctx: &OpContext<'_>, op: WriteOp, done: &[Change]) -
             let old = read_row(conn, def, &id)?.ok_or_else(|| not_found(&entity, &id))?;
             ctx.policies.check_write(&entity, ctx.auth, Some(&old), None)?;
             conn.prepare_cached(&format!("DELETE FROM \"{entity}\" WHERE id = ?"))?.execute([&id])?;
+            super::search::on_delete(conn, def, &id, &old)?;
             (entity, id, ChangeKind::Delete, None, Some(old))
         }
     };
