@@ -453,3 +453,24 @@ async fn adding_search_indexes_existing_rows_and_removing_it_drops_the_index() {
     let left: i64 = conn.query_row("SELECT count(*) FROM sqlite_master WHERE name LIKE '_plaza_fts_%'", [], |r| r.get(0)).unwrap();
     assert_eq!(left, 0, "the index is dropped with search");
 }
+
+#[actix_web::test]
+async fn openapi_describes_the_query_routes() {
+    let srv = server();
+    let (_, doc) = http(&srv, ADMIN, "GET", "/api/openapi.json", None).await;
+    let _: openapiv3::OpenAPI = serde_json::from_value(doc.clone()).expect("a valid OpenAPI 3.0 document");
+    for (path, method, schema) in [
+        ("/api/query", "post", "GraphQuery"),
+        ("/api/link", "post", "LinkRequest"),
+        ("/api/unlink", "post", "LinkRequest"),
+        ("/api/aggregate/{Entity}", "post", "AggregateRequest"),
+    ] {
+        let op = &doc["paths"][path][method];
+        assert_eq!(op["requestBody"]["content"]["application/json"]["schema"]["$ref"], format!("#/components/schemas/{schema}"), "{path}");
+        assert!(op["responses"]["200"]["content"]["application/json"]["schema"]["$ref"].is_string(), "{path}");
+    }
+    let search = &doc["paths"]["/api/search/{Entity}"]["get"];
+    let params: Vec<&str> = search["parameters"].as_array().unwrap().iter().map(|p| p["name"].as_str().unwrap()).collect();
+    assert_eq!(params, ["Entity", "q", "facets", "limit", "offset", "filter"]);
+    assert!(doc["components"]["schemas"]["SearchResult"]["properties"]["facets"].is_object());
+}

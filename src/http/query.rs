@@ -126,3 +126,62 @@ async fn search(
     let found = state.read(move |r| r.search(&auth.ctx, &entity, &req)).await??;
     Ok(HttpResponse::Ok().json(json!({ "data": found.data, "total": found.total, "facets": found.facets })))
 }
+
+/// Request and response schemas of the routes above, added to the OpenAPI document.
+pub fn openapi(paths: &mut serde_json::Map<String, Value>, schemas: &mut serde_json::Map<String, Value>) {
+    let r = |name: &str| json!({"$ref": format!("#/components/schemas/{name}")});
+    let names = json!({"oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]});
+    let order = json!({"description": "{\"field\":\"asc\"}, [[\"field\",\"desc\"]] or \"-field\""});
+    for (name, schema) in [
+        ("Filter", json!({"type": "object", "additionalProperties": true,
+            "description": "The filter language: {\"field\": value} or {\"field\": {\"$gt\"|\"$gte\"|\"$lt\"|\"$lte\"|\"$ne\"|\"$eq\"|\"$in\"|\"$like\"|\"$not\": ..}}, $and, $or, $not, and $search (full text) where the entity declares search"})),
+        ("GraphNode", json!({"type": "object", "properties": {
+            "where": r("Filter"), "$order": order, "$limit": {"type": "integer", "minimum": 0}, "$offset": {"type": "integer", "minimum": 0},
+            "include": {"type": "object", "description": "relation name → GraphNode (at most 4 levels)", "additionalProperties": r("GraphNode")}}})),
+        ("GraphQuery", json!({"type": "object", "description": "entity name → GraphNode; at most 5,000 rows in all",
+            "additionalProperties": r("GraphNode")})),
+        ("GraphResult", json!({"type": "object", "description": "entity name → rows, each with its includes (an array for to-many, an object or null for to-one)",
+            "additionalProperties": {"type": "array", "items": {"type": "object", "additionalProperties": true}}})),
+        ("LinkRequest", json!({"type": "object", "required": ["entity", "id", "relation", "target_id"], "properties": {
+            "entity": {"type": "string"}, "id": {"type": "string"}, "relation": {"type": "string"}, "target_id": {"type": "string"}}})),
+        ("LinkResult", json!({"type": "object", "properties": {
+            "ok": {"type": "boolean"}, "entity": {"type": "string", "description": "the entity of the row that holds the key"},
+            "id": {"type": "string"}, "seq": {"type": "integer", "format": "int64"}, "data": {"type": "object", "additionalProperties": true}}})),
+        ("AggregateRequest", json!({"type": "object", "properties": {
+            "count": {"description": "\"*\" or a field (non-null values)"}, "sum": names.clone(), "avg": names.clone(), "min": names.clone(),
+            "max": names.clone(), "groupBy": names, "where": r("Filter")}})),
+        ("AggregateResult", json!({"type": "object", "properties": {"groups": {"type": "array", "items": {"type": "object",
+            "properties": {"key": {"type": "object", "additionalProperties": true}, "count": {"type": "integer"}},
+            "additionalProperties": true}}}})),
+        ("SearchResult", json!({"type": "object", "properties": {
+            "data": {"type": "array", "items": {"type": "object", "additionalProperties": true,
+                "properties": {"_score": {"type": "number", "description": "-bm25: higher is a better match"}}}},
+            "total": {"type": "integer"},
+            "facets": {"type": "object", "additionalProperties": {"type": "object", "additionalProperties": {"type": "integer"}}}}})),
+    ] {
+        schemas.insert(name.into(), schema);
+    }
+    let io = |paths: &mut serde_json::Map<String, Value>, path: &str, method: &str, request: Option<&str>, response: &str| {
+        let Some(op) = paths.get_mut(path).and_then(|p| p.get_mut(method)) else { return };
+        if let Some(req) = request {
+            op["requestBody"] = json!({"required": true, "content": {"application/json": {"schema": r(req)}}});
+        }
+        op["responses"]["200"]["content"] = json!({"application/json": {"schema": r(response)}});
+    };
+    io(paths, "/api/query", "post", Some("GraphQuery"), "GraphResult");
+    io(paths, "/api/link", "post", Some("LinkRequest"), "LinkResult");
+    io(paths, "/api/unlink", "post", Some("LinkRequest"), "LinkResult");
+    io(paths, "/api/aggregate/{Entity}", "post", Some("AggregateRequest"), "AggregateResult");
+    io(paths, "/api/search/{Entity}", "get", None, "SearchResult");
+    if let Some(params) = paths.get_mut("/api/search/{Entity}").and_then(|p| p["get"]["parameters"].as_array_mut()) {
+        for (name, ty, what) in [
+            ("q", "string", "words to find (all of them); a word directly followed by * is a prefix; other syntax is text"),
+            ("facets", "string", "comma-separated facet fields (default: all declared)"),
+            ("limit", "integer", "rows per page (default 20, at most 1000)"),
+            ("offset", "integer", "rows to skip"),
+            ("filter", "string", "a filter object as URL-encoded JSON"),
+        ] {
+            params.push(json!({"name": name, "in": "query", "required": false, "description": what, "schema": {"type": ty}}));
+        }
+    }
+}
