@@ -1,5 +1,6 @@
 //! `plaza-load`: a load generator for Plaza, one module per mode: `http` (entity API
-//! throughput and latency), `ws` (live fan-out latency), `idle` (memory per idle WebSocket).
+//! throughput and latency), `ws` (live fan-out latency), `idle` (memory per idle WebSocket),
+//! `query` (graph queries, aggregates, search, search-index insert cost).
 //! Each mode's module documents what it measures and prints.
 //!
 //! Adding a mode: a module with a clap `Args` struct and `run(Args) -> Result<(), String>`,
@@ -18,6 +19,7 @@
 //! ./target/release/plaza-load http --target http://127.0.0.1:4321 --admin-token "$TOKEN"
 //! ./target/release/plaza-load ws --subscribers 1000 --writes-per-sec 100 --duration-secs 10
 //! ./target/release/plaza-load idle --sockets 10000
+//! ./target/release/plaza-load query --users 10000 --todos 100000 --clients 16
 //! ./target/release/plaza-load idle --target http://127.0.0.1:4321 --server-pid "$PID"
 //! ```
 //!
@@ -40,6 +42,7 @@ mod fleet;
 mod http;
 mod idle;
 mod probes;
+mod query;
 mod report;
 mod rng;
 mod server;
@@ -74,6 +77,8 @@ enum Cmd {
     Ws(ws::Args),
     /// N idle WebSockets held open; the server's RSS per socket.
     Idle(idle::Args),
+    /// Graph queries, aggregates, full-text search and insert cost of a search index (issue #11).
+    Query(query::Args),
 }
 
 fn main() -> ExitCode {
@@ -82,6 +87,7 @@ fn main() -> ExitCode {
         Cmd::Http(args) => http::run(args),
         Cmd::Ws(args) => ws::run(args),
         Cmd::Idle(args) => idle::run(args),
+        Cmd::Query(args) => query::run(args),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
