@@ -403,6 +403,10 @@ async fn search_ranks_counts_facets_and_stays_in_step_with_writes() {
     let (status, body) = search(&srv, &alice, "facets=status&limit=0").await;
     assert_eq!(status, 200, "{body}");
     assert!(body["facets"]["status"].get("hidden").is_none());
+    assert_eq!(body["data"], json!([]), "limit=0 answers counts only");
+    assert!(body["total"].as_u64().unwrap() > 100);
+    let (_, past) = search(&srv, &alice, "q=task&offset=100000").await;
+    assert_eq!((past["data"].clone(), past["total"].as_u64().unwrap() > 0), (json!([]), true));
 }
 
 #[actix_web::test]

@@ -236,8 +236,10 @@ impl Reader {
         // bm25 is lower for better matches; ties (and browsing) in id order.
         let by_rank = |a: &(f64, String), b: &(f64, String)| a.0.total_cmp(&b.0).then_with(|| a.1.cmp(&b.1));
         let end = req.offset.saturating_add(req.limit).min(total);
-        if end > 0 && end < total {
-            hits.select_nth_unstable_by(end - 1, by_rank);
+        if end < total {
+            if end > 0 {
+                hits.select_nth_unstable_by(end - 1, by_rank);
+            }
             hits.truncate(end);
         }
         hits.sort_unstable_by(by_rank);
