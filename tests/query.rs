@@ -215,6 +215,11 @@ async fn link_and_unlink_are_ordinary_updates_in_the_log_and_live() {
     let subscribed = next(&mut ws).await;
     assert_eq!(subscribed["type"], "subscribed", "{subscribed}");
     let since = subscribed["seq"].as_i64().unwrap();
+    // A second socket follows only rows matching a full-text filter (evaluated in memory).
+    let mut found = connect(&srv, &alice).await;
+    let sub = json!({"type": "subscribe", "id": "f", "entity": "Todo", "filter": {"$search": "LOOSE"}});
+    found.send(Message::Text(sub.to_string().into())).await.unwrap();
+    assert_eq!(next(&mut found).await["type"], "subscribed");
 
     // To-one, from the todo's side.
     let (status, body) = http(&srv, ADMIN, "POST", "/api/link",
@@ -243,6 +248,15 @@ async fn link_and_unlink_are_ordinary_updates_in_the_log_and_live() {
     let changes: Vec<(&str, &str, &Value)> = pull["changes"].as_array().unwrap().iter()
         .map(|c| (c["kind"].as_str().unwrap(), c["row_id"].as_str().unwrap(), &c["data"]["ownerId"])).collect();
     assert_eq!(changes, [("update", "loose", &json!("u1")), ("update", "loose", &Value::Null)], "{pull}");
+
+    // The full-text subscription saw both updates of "loose end", skips an unrelated insert
+    // and gets the next row with the word.
+    for _ in 0..2 {
+        assert_eq!(next(&mut found).await["event"]["row_id"], "loose");
+    }
+    seed(&srv, vec![("Todo", "other".into(), json!({"title": "unrelated", "status": "open"})),
+                    ("Todo", "loose2".into(), json!({"title": "Loose cannon", "status": "open"}))]).await;
+    assert_eq!(next(&mut found).await["event"]["row_id"], "loose2");
 
     // Write policies apply: bob may not move u1's todo; unknown things are refused.
     let bob = session(&srv, "bob").await;
