@@ -169,6 +169,13 @@ pub fn describe_status(status: &std::io::Result<ExitStatus>) -> String {
     }
 }
 
+/// `VmRSS` (resident memory) of a process in KiB, from `/proc`.
+pub fn rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    line["VmRSS:".len()..].split_whitespace().next()?.parse().ok()
+}
+
 /// A running server. Dropping it kills it (SIGKILL) unless it has already exited.
 pub struct PlazaProcess {
     child: Child,

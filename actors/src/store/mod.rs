@@ -66,6 +66,12 @@ pub fn open_write_connection(path: &Path, durability: Durability) -> Result<Conn
     Ok(conn)
 }
 
+/// Read connections: a page cache and a memory map sized for hot point reads.
+pub const READ_TUNING: &str = "PRAGMA busy_timeout=5000; PRAGMA cache_size=-16000; PRAGMA mmap_size=268435456;";
+/// A whole-database scan (export) on a read connection: no map and a small cache, so it does not
+/// pull the file into the server's memory.
+pub const SCAN_TUNING: &str = "PRAGMA cache_size=-2000; PRAGMA mmap_size=0;";
+
 /// Migrates the database to the manifest and opens the read pool.
 pub fn open(options: &StoreOptions, manifest: Arc<AppManifest>, policies: Arc<Policies>) -> Result<OpenedStore> {
     let mut conn = open_write_connection(&options.path, options.durability)?;
@@ -75,7 +81,7 @@ pub fn open(options: &StoreOptions, manifest: Arc<AppManifest>, policies: Arc<Po
         .with_flags(OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI)
         .with_init(|c| {
             c.set_prepared_statement_cache_capacity(256);
-            c.execute_batch("PRAGMA busy_timeout=5000; PRAGMA cache_size=-16000; PRAGMA mmap_size=268435456;")
+            c.execute_batch(READ_TUNING)
         });
     let pool = r2d2::Pool::builder()
         .max_size(options.read_pool_size.max(1))

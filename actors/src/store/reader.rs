@@ -131,8 +131,16 @@ impl Reader {
     /// Every row of every entity as NDJSON lines `{"entity","data"}`, in one read transaction,
     /// handed to `sink` in chunks of about `chunk_bytes`; `sink` answers false to stop (the
     /// client went away). Returns the row count.
-    pub fn export(&self, chunk_bytes: usize, mut sink: impl FnMut(Vec<u8>) -> bool) -> Result<usize> {
+    pub fn export(&self, chunk_bytes: usize, sink: impl FnMut(Vec<u8>) -> bool) -> Result<usize> {
         let mut conn = self.pool.get()?;
+        conn.execute_batch(super::SCAN_TUNING)?;
+        let exported = self.export_on(&mut conn, chunk_bytes, sink);
+        // Back to point-read settings before the connection returns to the pool.
+        conn.execute_batch(super::READ_TUNING)?;
+        exported
+    }
+
+    fn export_on(&self, conn: &mut rusqlite::Connection, chunk_bytes: usize, mut sink: impl FnMut(Vec<u8>) -> bool) -> Result<usize> {
         let tx = conn.transaction()?;
         let mut count = 0;
         let mut out = Vec::with_capacity(chunk_bytes + 1024);

@@ -31,7 +31,7 @@ use crate::store::{open_write_connection, StoreOptions};
 pub const MAX_GROUP: usize = 1024;
 /// Most ops in one transaction (a single unit larger than this still commits alone), so one
 /// client's big batches cannot make everyone's commit slow.
-pub const MAX_GROUP_OPS: usize = 1024;
+pub const MAX_GROUP_OPS: usize = 256;
 /// Groups queued at the connection at once: the next one is already waiting when a commit
 /// ends, so the connection never idles on a round trip to this actor.
 pub const PIPELINE_DEPTH: usize = 2;

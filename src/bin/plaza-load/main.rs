@@ -1,6 +1,7 @@
 //! `plaza-load`: a load generator for Plaza, one module per mode: `http` (entity API
 //! throughput and latency), `ws` (live fan-out latency), `idle` (memory per idle WebSocket),
-//! `query` (graph queries, aggregates, search, search-index insert cost).
+//! `query` (graph queries, aggregates, search, search-index insert cost),
+//! `fairness` (a single writer's latency beside a client flooding the write queue).
 //! Each mode's module documents what it measures and prints.
 //!
 //! Adding a mode: a module with a clap `Args` struct and `run(Args) -> Result<(), String>`,
@@ -21,6 +22,7 @@
 //! ./target/release/plaza-load idle --sockets 10000
 //! ./target/release/plaza-load query --users 10000 --todos 100000 --clients 16
 //! ./target/release/plaza-load idle --target http://127.0.0.1:4321 --server-pid "$PID"
+//! ./target/release/plaza-load fairness --flooders 16 --batch-ops 100 --duration-secs 10
 //! ```
 //!
 //! Without `--target` every mode starts its own server: the `plaza` executable next to its own,
@@ -38,6 +40,7 @@
 //! alone.
 
 mod deliveries;
+mod fairness;
 mod fleet;
 mod http;
 mod idle;
@@ -79,6 +82,8 @@ enum Cmd {
     Idle(idle::Args),
     /// Graph queries, aggregates, full-text search and insert cost of a search index (issue #11).
     Query(query::Args),
+    /// One client flooding batches beside a single inserter: the single inserter's latency.
+    Fairness(fairness::Args),
 }
 
 fn main() -> ExitCode {
@@ -88,6 +93,7 @@ fn main() -> ExitCode {
         Cmd::Ws(args) => ws::run(args),
         Cmd::Idle(args) => idle::run(args),
         Cmd::Query(args) => query::run(args),
+        Cmd::Fairness(args) => fairness::run(args),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,

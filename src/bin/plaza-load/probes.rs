@@ -44,12 +44,7 @@ fn describe_count(n: u64) -> String {
     }
 }
 
-/// `VmRSS` of a process in KiB.
-pub fn rss_kib(pid: u32) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
-    line["VmRSS:".len()..].split_whitespace().next()?.parse().ok()
-}
+pub use crate::process::rss_kib;
 
 pub fn kib(n: u64) -> String {
     format!("{:.1} MiB ({n} KiB)", n as f64 / 1024.0)
