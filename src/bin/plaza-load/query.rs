@@ -19,6 +19,8 @@
 //!    four rounds of half the duration each, alternating (plain, search, plain, search), so
 //!    drift on a shared machine hits both alike. The ratio is search / plain inserts per second.
 //!
+//! 5. `bulk`: the same comparison with `/api/batch` of 100 rows from 4 loops (rows/s).
+//!
 //! The report shows, per phase, requests, errors, requests/s and p50/p90/p99/max latency, then
 //! each figure against the target and the command that reproduces the run.
 
@@ -44,6 +46,9 @@ const COMMON_WORD: &str = "alpha";
 const STATUSES: [&str; 4] = ["open", "done", "blocked", "archived"];
 /// Pause after a transport error so a dead server does not turn a loop into a busy spin.
 const ERROR_BACKOFF: Duration = Duration::from_millis(10);
+/// Rows per `/api/batch` and concurrent loops in the bulk insert rounds.
+const BULK_ROWS: usize = 100;
+const BULK_LOOPS: usize = 4;
 /// The targets.
 const GRAPH_P99_MS: f64 = 10.0;
 const AGGREGATE_MS: f64 = 30.0;
@@ -263,6 +268,31 @@ pub fn run(args: Args) -> Result<(), String> {
     plain.print("ins-plain");
     searchable.print("ins-search");
     let ratio = searchable.rate() / plain.rate().max(1e-9);
+    // The same in batches: bigger commits spread the index's per-commit flush over more rows.
+    let mut bulk = [Tally::new()?, Tally::new()?];
+    let mut bulk_elapsed = [Duration::ZERO, Duration::ZERO];
+    for round in 0..4 {
+        let (entity, side) = if round % 2 == 0 { ("Plain", 0) } else { ("Searchable", 1) };
+        let words = &vocabulary;
+        let t = phase(&target, BULK_LOOPS, half, &|rng| {
+            let ops: Vec<Value> = (0..BULK_ROWS)
+                .map(|_| json!({"op": "insert", "entity": entity, "data": todo_json(rng, words, false, None)}))
+                .collect();
+            Req { post: true, path: "/api/batch".into(), body: Some(json!({"operations": ops}).to_string()) }
+        }, &|v| match v["succeeded"].as_u64() {
+            Some(n) if n == BULK_ROWS as u64 => Ok(()),
+            _ => Err(format!("batch not fully applied: {}", v["failed"])),
+        })?;
+        bulk_elapsed[side] += t.elapsed;
+        bulk[side].merge(t)?;
+        check_server(&mut server)?;
+    }
+    bulk[0].elapsed = bulk_elapsed[0];
+    bulk[1].elapsed = bulk_elapsed[1];
+    bulk[0].print("bulk-plain");
+    bulk[1].print("bulk-search");
+    let bulk_rows = |t: &Tally| t.rate() * BULK_ROWS as f64;
+    let bulk_ratio = bulk_rows(&bulk[1]) / bulk_rows(&bulk[0]).max(1e-9);
 
     let verdict = |ok: bool| if ok { "met" } else { "MISSED" };
     println!();
@@ -274,6 +304,8 @@ pub fn run(args: Args) -> Result<(), String> {
         args.clients, search.q_ms(0.99), verdict(search.q_ms(0.99) < SEARCH_P99_MS));
     println!("  inserts/s with search / without: {:.0} / {:.0} = {:.0}%  (>= {:.0}%: {})",
         searchable.rate(), plain.rate(), ratio * 100.0, INSERT_RATIO * 100.0, verdict(ratio >= INSERT_RATIO));
+    println!("  in batches of {BULK_ROWS} ({BULK_LOOPS} loops), rows/s with search / without: {:.0} / {:.0} = {:.0}%",
+        bulk_rows(&bulk[1]), bulk_rows(&bulk[0]), bulk_ratio * 100.0);
     println!();
     println!("summary");
     println!("  command:  {}", reproduce_command());
