@@ -13,6 +13,7 @@ pub mod ops;
 pub mod rooms;
 pub mod shards;
 pub mod pubsub;
+pub mod query;
 pub mod sync;
 
 use actix_web::{web, HttpRequest};
@@ -32,6 +33,11 @@ pub const API_ROUTES: &[(&str, &str, &str, &str)] = &[
     ("patch", "/api/entities/{Entity}/{id}", "Update fields of a row", "entities"),
     ("delete", "/api/entities/{Entity}/{id}", "Delete a row", "entities"),
     ("post", "/api/query/{Entity}", "Rows matching a filter", "entities"),
+    ("post", "/api/query", "Graph query: rows of several entities with their relations included", "query"),
+    ("post", "/api/link", "Set a relation: an ordinary update of the row holding its key", "query"),
+    ("post", "/api/unlink", "Clear a relation, if it still points at the row named", "query"),
+    ("post", "/api/aggregate/{Entity}", "count/sum/avg/min/max, optionally per groupBy, over readable rows", "query"),
+    ("get", "/api/search/{Entity}", "Full-text search (FTS5, bm25) with facet counts: q, facets, limit, offset, filter", "query"),
     ("post", "/api/batch", "Independent writes (admin)", "admin"),
     ("post", "/api/transact", "All-or-nothing writes (admin)", "admin"),
     ("get", "/api/export", "Every row as NDJSON (admin)", "admin"),
@@ -105,6 +111,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     pubsub::routes(cfg);
     jobs::routes(cfg);
     files::routes(cfg);
+    query::routes(cfg);
 }
 
 pub async fn route_not_found(req: HttpRequest) -> ApiResult {

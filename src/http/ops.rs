@@ -103,6 +103,7 @@ async fn openapi(state: web::Data<AppState>) -> HttpResponse {
             }
         }));
     }
+    super::query::openapi(&mut paths, &mut schemas);
     HttpResponse::Ok().json(json!({
         "openapi": "3.0.3",
         "info": {"title": format!("Plaza API{}", app_suffix(&state)), "version": env!("CARGO_PKG_VERSION")},

@@ -94,11 +94,57 @@ pub struct EntityDef {
     pub fields: Vec<FieldDef>,
     #[serde(default)]
     pub indexes: Vec<IndexDef>,
-    /// Fields indexed for full-text search (a later capability); accepted and validated now.
+    /// Full-text search over string fields (an FTS5 table kept by the Writer), with facets.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub search: Option<SearchDef>,
+    /// Named links to other entities, followed by graph queries and link/unlink.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub relations: Vec<RelationDef>,
+}
+
+/// `{"name":"owner","target":"User","field":"ownerId"}`: many-to-one, `field` is an
+/// `id(Target)` on this entity. With `"many":true` it is one-to-many: `field` is an
+/// `id(ThisEntity)` on the target.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RelationDef {
+    pub name: String,
+    pub target: String,
+    pub field: String,
     #[serde(default)]
-    pub search: Option<Vec<String>>,
+    pub many: bool,
+}
+
+/// `{"text":["title","notes"],"facets":["status"]}`; a bare list means text fields only.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(from = "SearchSpec")]
+pub struct SearchDef {
+    pub text: Vec<String>,
+    pub facets: Vec<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum SearchSpec {
+    Text(Vec<String>),
+    Full(SearchFull),
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SearchFull {
+    text: Vec<String>,
     #[serde(default)]
-    pub relations: Option<Value>,
+    facets: Vec<String>,
+}
+
+impl From<SearchSpec> for SearchDef {
+    fn from(s: SearchSpec) -> Self {
+        match s {
+            SearchSpec::Text(text) => SearchDef { text, facets: Vec::new() },
+            SearchSpec::Full(SearchFull { text, facets }) => SearchDef { text, facets },
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -365,11 +411,10 @@ impl AppManifest {
                     }
                 }
             }
-            for f in entity.search.iter().flatten() {
-                if !fields.contains(f.as_str()) {
-                    problems.push(format!("{en}: search field '{f}' is not a field of {en}"));
-                }
+            if let Some(search) = &entity.search {
+                check_search(entity, search, &mut problems);
             }
+            check_relations(self, entity, &mut problems);
         }
         if let Some(rooms) = &self.rooms {
             if rooms.max_members == Some(0) {
@@ -423,9 +468,76 @@ impl AppManifest {
     }
 }
 
+/// Text fields must be strings (what FTS5 indexes); facets any scalar field or system column.
+fn check_search(entity: &EntityDef, search: &SearchDef, problems: &mut Vec<String>) {
+    let en = &entity.name;
+    if search.text.is_empty() {
+        problems.push(format!("{en}: search needs at least one text field"));
+    }
+    let mut seen = HashSet::new();
+    for f in &search.text {
+        match entity.field(f) {
+            _ if !seen.insert(f.as_str()) => problems.push(format!("{en}: search text field '{f}' is listed twice")),
+            Some(def) if def.ty == FieldType::String => {}
+            Some(def) => problems.push(format!("{en}: search text field '{f}' is {}, not string", def.ty)),
+            None => problems.push(format!("{en}: search field '{f}' is not a field of {en}")),
+        }
+    }
+    for f in &search.facets {
+        match entity.field(f) {
+            Some(def) if def.ty == FieldType::Json => {
+                problems.push(format!("{en}: search facet '{f}' is a json field; facets count scalar values"))
+            }
+            Some(_) => {}
+            None if SYSTEM_FIELDS.contains(&f.as_str()) => {}
+            None => problems.push(format!("{en}: search facet '{f}' is not a field of {en}")),
+        }
+    }
+}
+
+/// Each relation names an existing target and a field of the right `id(..)` type on the right
+/// side, and its name is free (it becomes a key of the rows a graph query returns).
+fn check_relations(manifest: &AppManifest, entity: &EntityDef, problems: &mut Vec<String>) {
+    let en = &entity.name;
+    let mut names = HashSet::new();
+    for rel in &entity.relations {
+        let rn = format!("{en}.{}", rel.name);
+        if !is_identifier(&rel.name) {
+            problems.push(format!("{rn}: relation name must be a letter followed by letters, digits or _"));
+        }
+        if !names.insert(rel.name.as_str()) {
+            problems.push(format!("{rn}: relation declared twice"));
+        }
+        if entity.has_column(&rel.name) {
+            problems.push(format!("{rn}: relation name is already a field of {en}"));
+        }
+        let Some(target) = manifest.entity(&rel.target) else {
+            problems.push(format!("{rn}: relation target '{}' is not an entity", rel.target));
+            continue;
+        };
+        // Many-to-one: the key is here and points there; one-to-many: the key is there, pointing here.
+        let (holder, points_to) = if rel.many { (target, en) } else { (entity, &rel.target) };
+        match holder.field(&rel.field) {
+            None => problems.push(format!(
+                "{rn}: relation field '{}' is not a field of {}",
+                rel.field, holder.name
+            )),
+            Some(f) if f.ty != FieldType::Id(points_to.clone()) => problems.push(format!(
+                "{rn}: relation field {}.{} is {}, expected id({points_to})",
+                holder.name, rel.field, f.ty
+            )),
+            Some(_) => {}
+        }
+    }
+}
+
 impl EntityDef {
     pub fn field(&self, name: &str) -> Option<&FieldDef> {
         self.fields.iter().find(|f| f.name == name)
+    }
+
+    pub fn relation(&self, name: &str) -> Option<&RelationDef> {
+        self.relations.iter().find(|r| r.name == name)
     }
 
     /// Whether `name` can be filtered/ordered on: a declared field or a system column.
@@ -500,6 +612,48 @@ mod tests {
         assert!(err.contains("shard name 'a b'"), "{err}");
         assert!(err.contains("between 1 and 120"), "{err}");
         assert!(err.contains("'x' is declared twice"), "{err}");
+    }
+
+    #[test]
+    fn relations_and_search_are_checked_naming_the_culprit() {
+        let ok = AppManifest::from_json(
+            r#"{"entities":[
+              {"name":"Todo","fields":[{"name":"title","type":"string"},{"name":"status","type":"string"},
+                 {"name":"ownerId","type":"id(User)","optional":true}],
+               "relations":[{"name":"owner","target":"User","field":"ownerId"}],
+               "search":{"text":["title"],"facets":["status"]}},
+              {"name":"User","fields":[{"name":"email","type":"string"}],
+               "relations":[{"name":"todos","target":"Todo","field":"ownerId","many":true}],
+               "search":["email"]}]}"#,
+        )
+        .unwrap();
+        assert_eq!(ok.entities[0].search.as_ref().unwrap().facets, vec!["status"]);
+        assert_eq!(ok.entities[1].search.as_ref().unwrap().text, vec!["email"]);
+        assert!(ok.entities[1].relation("todos").unwrap().many);
+        let err = AppManifest::from_json(
+            r#"{"entities":[
+              {"name":"Todo","fields":[{"name":"title","type":"string"},{"name":"n","type":"int"},
+                 {"name":"ownerId","type":"id(User)","optional":true}],
+               "relations":[{"name":"owner","target":"Nobody","field":"ownerId"},
+                            {"name":"boss","target":"User","field":"title"},
+                            {"name":"title","target":"User","field":"ownerId"}],
+               "search":{"text":["n","gone"],"facets":["nope"]}},
+              {"name":"User","fields":[{"name":"email","type":"string"}],
+               "relations":[{"name":"todos","target":"Todo","field":"missing","many":true}]}]}"#,
+        )
+        .unwrap_err()
+        .to_string();
+        for needle in [
+            "Todo.owner: relation target 'Nobody'",
+            "Todo.boss: relation field Todo.title is string, expected id(User)",
+            "Todo.title: relation name is already a field",
+            "User.todos: relation field 'missing' is not a field of Todo",
+            "search text field 'n' is int",
+            "search field 'gone'",
+            "search facet 'nope'",
+        ] {
+            assert!(err.contains(needle), "{needle} in {err}");
+        }
     }
 
     #[test]

@@ -3,12 +3,15 @@
 //! and evaluation: everything here can be tested without a running system, and nothing here
 //! imports from the actors that run it.
 
+pub mod aggregate;
 pub mod change;
+pub mod graph;
 pub mod manifest;
 pub mod policy;
 pub mod query;
 pub mod rows;
 pub mod topics;
+pub mod search;
 
 use crate::error::{PlazaError, Result};
 use manifest::AppManifest;

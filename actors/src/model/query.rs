@@ -12,6 +12,7 @@ use serde_json::{Map, Value};
 use crate::error::{PlazaError, Result};
 use super::manifest::{EntityDef, FieldType};
 use super::rows::to_sql;
+use super::search::SearchText;
 
 /// Most rows one list or query returns, whatever the client asks.
 pub const MAX_LIMIT: i64 = 1000;
@@ -43,6 +44,8 @@ pub enum Filter {
     Like { field: String, pattern: String },
     /// A json field holding an array that contains the value (policies: `auth.userId in data.members`).
     Contains { field: String, value: SqlValue },
+    /// `$search`: every word occurs in one of the entity's search text fields (FTS5 in SQL).
+    Search { entity: String, fields: Vec<String>, text: SearchText },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -80,7 +83,6 @@ impl Query {
                 "$order" => q.order = parse_order(entity, v)?,
                 "$limit" => q.limit = Some(parse_count("$limit", v)?),
                 "$offset" => q.offset = Some(parse_count("$offset", v)?),
-                "$search" => return Err(bad(format!("{} declares no full-text search", entity.name))),
                 _ => {
                     rest.insert(k.clone(), v.clone());
                 }
@@ -245,7 +247,7 @@ fn weigh(filter: &Filter) -> (usize, usize) {
         }
         Filter::Not(inner) => weigh(inner),
         Filter::In { values, .. } => (1, values.len()),
-        Filter::Cmp { .. } | Filter::Like { .. } | Filter::Contains { .. } => (1, 1),
+        Filter::Cmp { .. } | Filter::Like { .. } | Filter::Contains { .. } | Filter::Search { .. } => (1, 1),
     }
 }
 
@@ -269,6 +271,7 @@ fn parse_filter_object(entity: &EntityDef, obj: &Map<String, Value>) -> Result<F
                     .collect::<Result<Vec<_>>>()?;
                 parts.push(if key == "$and" { Filter::All(subs) } else { Filter::Any(subs) });
             }
+            "$search" => parts.push(search_filter(entity, v)?),
             k if k.starts_with('$') => return Err(bad(format!("unknown operator '{k}'"))),
             field => {
                 field_type(entity, field)?;
@@ -313,6 +316,23 @@ fn parse_condition(entity: &EntityDef, field: &str, v: &Value) -> Result<Filter>
         });
     }
     Ok(if parts.len() == 1 { parts.remove(0) } else { Filter::All(parts) })
+}
+
+/// `{"$search":"text"}` on an entity that declares `search`.
+fn search_filter(entity: &EntityDef, v: &Value) -> Result<Filter> {
+    let def = entity.search.as_ref().ok_or_else(|| bad(format!("{} declares no full-text search", entity.name)))?;
+    let text = v.as_str().ok_or_else(|| bad("$search takes a string"))?;
+    Ok(Filter::Search { entity: entity.name.clone(), fields: def.text.clone(), text: SearchText::parse(text)? })
+}
+
+/// The FTS5 table behind an entity's `search`, and the table mapping its integer rowids to
+/// row ids (entity tables are WITHOUT ROWID). Entity names cannot start with `_`.
+pub fn fts_table(entity: &str) -> String {
+    format!("_plaza_fts_{entity}")
+}
+
+pub fn fts_rowids(entity: &str) -> String {
+    format!("_plaza_fts_{entity}_rid")
 }
 
 /// A pattern with `%` is an SQL LIKE pattern as written; anything else is a substring.
@@ -360,6 +380,14 @@ pub fn to_sql_where(filter: &Filter, params: &mut Vec<SqlValue>) -> String {
         Filter::Like { field, pattern } => {
             params.push(SqlValue::Text(pattern.clone()));
             format!("\"{field}\" LIKE ? ESCAPE '\\'")
+        }
+        Filter::Search { entity, text, .. } => {
+            params.push(SqlValue::Text(text.fts_query()));
+            format!(
+                "\"id\" IN (SELECT m.id FROM \"{fts}\" JOIN \"{rid}\" m ON m.rid = \"{fts}\".rowid WHERE \"{fts}\" MATCH ?)",
+                fts = fts_table(entity),
+                rid = fts_rowids(entity)
+            )
         }
         Filter::Contains { field, value } => {
             params.push(value.clone());
@@ -432,6 +460,9 @@ impl Filter {
                 })),
                 _ => Some(false),
             },
+            Filter::Search { fields, text, .. } => {
+                Some(text.matches(fields.iter().filter_map(|f| row.get(f).and_then(Value::as_str))))
+            }
             Filter::Like { field, pattern } => match cell(row, field) {
                 SqlValue::Null => None,
                 SqlValue::Text(s) => Some(like(pattern, &s)),

@@ -177,6 +177,18 @@ pub fn from_sql_row(entity: &EntityDef, r: &rusqlite::Row<'_>) -> rusqlite::Resu
     Ok(row)
 }
 
+/// A stored value as read back into a row (strings and numbers as they are) → its SQLite
+/// value, for comparing a row's cell with a stored value. Objects and arrays compare as text.
+pub fn json_to_sql(v: &Value) -> SqlValue {
+    match v {
+        Value::Null => SqlValue::Null,
+        Value::Bool(b) => SqlValue::Integer(*b as i64),
+        Value::Number(n) => n.as_i64().map(SqlValue::Integer).unwrap_or_else(|| SqlValue::Real(n.as_f64().unwrap_or(0.0))),
+        Value::String(s) => SqlValue::Text(s.clone()),
+        other => SqlValue::Text(other.to_string()),
+    }
+}
+
 /// Inverse of [`to_json`] for a value already validated: used to build the change-log row of an
 /// insert without reading it back.
 pub fn sql_to_row_value(entity: &EntityDef, name: &str, v: &SqlValue) -> Value {

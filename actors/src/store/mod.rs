@@ -1,9 +1,13 @@
 //! SQLite storage: schema and migrations from the manifest, the single `Writer`, and a pool of
 //! read connections.
 
+pub mod aggregate;
+pub mod graph;
+pub mod link;
 pub mod queue;
 pub mod reader;
 pub mod schema;
+pub mod search;
 pub mod writer;
 
 use std::path::{Path, PathBuf};

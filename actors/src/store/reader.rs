@@ -21,7 +21,7 @@ pub type ReadPool = r2d2::Pool<SqliteConnectionManager>;
 /// read policy itself (in SQL for lists), so no read path can skip it.
 #[derive(Clone)]
 pub struct Reader {
-    pool: ReadPool,
+    pub(super) pool: ReadPool,
     manifest: Arc<AppManifest>,
     policies: Arc<Policies>,
 }
@@ -40,7 +40,7 @@ impl Reader {
     }
 
     /// `filter` AND the read policy for `auth`.
-    fn readable(&self, entity: &str, auth: &AuthContext, filter: &Filter) -> Filter {
+    pub(super) fn readable(&self, entity: &str, auth: &AuthContext, filter: &Filter) -> Filter {
         match self.policies.cond(entity, Action::Read, auth, None).as_filter() {
             Some(policy) => Filter::All(vec![filter.clone(), policy]),
             None => filter.clone(),

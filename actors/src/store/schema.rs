@@ -54,6 +54,7 @@ pub fn migrate(conn: &mut Connection, manifest: &AppManifest) -> Result<()> {
     for entity in &manifest.entities {
         migrate_entity(&tx, entity)?;
     }
+    super::search::migrate(&tx, manifest)?;
     tx.commit()?;
     Ok(())
 }

@@ -46,6 +46,9 @@ pub enum WriteOp {
     Insert { entity: String, row: NewRow },
     Update { entity: String, id: String, values: Vec<(String, SqlValue)> },
     Delete { entity: String, id: String },
+    /// An update applied only while `field` still holds `expect` (unlink: clear a key only if it
+    /// still points where the caller says); otherwise `NotFound(mismatch)` and nothing changes.
+    UpdateIf { entity: String, id: String, expect: (String, SqlValue), values: Vec<(String, SqlValue)>, mismatch: String },
     /// Plaza's own bookkeeping (sessions, dedup tables): no policy, no change event.
     Internal { sql: &'static str, params: Vec<SqlValue> },
     /// First op of a deduplicated unit: if `key` was applied before, the unit stops with
@@ -458,7 +461,17 @@ fn apply(conn: &Connection, ctx: &OpContext<'_>, op: WriteOp, done: &[Change]) -
                 }
                 other => other,
             })?;
+            super::search::on_insert(conn, def, &id, &data)?;
             (entity, id, ChangeKind::Insert, Some(data), None)
+        }
+        WriteOp::UpdateIf { entity, id, expect: (field, expected), values, mismatch } => {
+            let def = entity_def(manifest, &entity)?;
+            let old = read_row(conn, def, &id)?.ok_or_else(|| not_found(&entity, &id))?;
+            let current = old.get(&field).map_or(SqlValue::Null, |v| rows::json_to_sql(v));
+            if current != expected || expected == SqlValue::Null {
+                return Err(PlazaError::NotFound(mismatch));
+            }
+            return apply(conn, ctx, WriteOp::Update { entity, id, values }, done);
         }
         WriteOp::Update { entity, id, values } => {
             let def = entity_def(manifest, &entity)?;
@@ -478,6 +491,7 @@ fn apply(conn: &Connection, ctx: &OpContext<'_>, op: WriteOp, done: &[Change]) -
             vals.push(SqlValue::Text(id.clone()));
             let sql = format!("UPDATE \"{entity}\" SET {} WHERE id = ?", sets.join(", "));
             conn.prepare_cached(&sql)?.execute(params_from_iter(vals))?;
+            super::search::on_update(conn, def, &id, &old, &new)?;
             (entity, id, ChangeKind::Update, Some(new), None)
         }
         WriteOp::Delete { entity, id } => {
@@ -485,6 +499,7 @@ fn apply(conn: &Connection, ctx: &OpContext<'_>, op: WriteOp, done: &[Change]) -
             let old = read_row(conn, def, &id)?.ok_or_else(|| not_found(&entity, &id))?;
             ctx.policies.check_write(&entity, ctx.auth, Some(&old), None)?;
             conn.prepare_cached(&format!("DELETE FROM \"{entity}\" WHERE id = ?"))?.execute([&id])?;
+            super::search::on_delete(conn, def, &id, &old)?;
             (entity, id, ChangeKind::Delete, None, Some(old))
         }
     };

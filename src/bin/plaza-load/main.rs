@@ -1,9 +1,9 @@
 //! `plaza-load`: a load generator for Plaza, one module per mode: `http` (entity API
 //! throughput and latency), `ws` (live fan-out latency), `pubsub` (the same over a pub/sub
 //! topic), `idle` (memory per idle WebSocket), `rooms` (room broadcast fan-out and memory per
-//! room member), `shards` (tick lateness and snapshot delivery of many shards), `fairness` (a
-//! single writer's latency beside a client flooding the write queue), `jobs` (jobs/s through the
-//! worker pool).
+//! room member), `shards` (tick lateness and snapshot delivery of many shards), `query` (graph
+//! queries, aggregates, search, search-index insert cost), `fairness` (a single writer's latency
+//! beside a client flooding the write queue), `jobs` (jobs/s through the worker pool).
 //! Each mode's module documents what it measures and prints.
 //!
 //! Adding a mode: a module with a clap `Args` struct and `run(Args) -> Result<(), String>`,
@@ -25,6 +25,7 @@
 //! ./target/release/plaza-load shards --shards 100 --hz 30 --players 10 --duration-secs 10
 //! ./target/release/plaza-load pubsub --subscribers 1000 --writes-per-sec 100 --duration-secs 10
 //! ./target/release/plaza-load jobs --jobs 20000 --handler-ms 0
+//! ./target/release/plaza-load query --users 10000 --todos 100000 --clients 16
 //! ./target/release/plaza-load idle --target http://127.0.0.1:4321 --server-pid "$PID"
 //! ./target/release/plaza-load rooms --rooms 100 --members 50 --rate 1 --duration-secs 10
 //! ./target/release/plaza-load rooms --rooms 400 --members 50 --rate 0
@@ -52,6 +53,7 @@ mod http;
 mod idle;
 mod jobs;
 mod probes;
+mod query;
 mod report;
 mod rng;
 mod rooms;
@@ -97,6 +99,8 @@ enum Cmd {
     Pubsub(ws::Args),
     /// Jobs/s through the JobQueue and worker pool, in process, with a no-op or sleeping handler.
     Jobs(jobs::Args),
+    /// Graph queries, aggregates, full-text search and insert cost of a search index (issue #11).
+    Query(query::Args),
     /// One client flooding batches beside a single inserter: the single inserter's latency.
     Fairness(fairness::Args),
 }
@@ -111,6 +115,7 @@ fn main() -> ExitCode {
         Cmd::Shards(args) => shards::run(args),
         Cmd::Pubsub(args) => ws::run_pubsub(args),
         Cmd::Jobs(args) => jobs::run(args),
+        Cmd::Query(args) => query::run(args),
         Cmd::Fairness(args) => fairness::run(args),
     };
     match outcome {

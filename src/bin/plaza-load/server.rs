@@ -35,6 +35,11 @@ pub struct Server {
 impl Server {
     /// Starts `plaza` with the flags every mode uses plus `extra`.
     pub fn start(token: &str, extra: &[&str]) -> Result<Server, String> {
+        Self::start_with_manifest(token, MANIFEST, extra)
+    }
+
+    /// As [`start`](Self::start), serving `manifest` (JSON) instead of the `Bench` one.
+    pub fn start_with_manifest(token: &str, manifest_json: &str, extra: &[&str]) -> Result<Server, String> {
         let exe = std::env::current_exe()
             .map_err(|e| format!("cannot find this executable's path: {e}"))?
             .with_file_name("plaza");
@@ -51,7 +56,7 @@ impl Server {
             .tempfile()
             .map_err(|e| format!("cannot create the manifest file: {e}"))?;
         manifest
-            .write_all(MANIFEST.as_bytes())
+            .write_all(manifest_json.as_bytes())
             .and_then(|()| manifest.flush())
             .map_err(|e| format!("cannot write the manifest file: {e}"))?;
 

@@ -1,0 +1,279 @@
+//! Full-text search on SQLite FTS5. For each entity that declares `search`:
+//!
+//! - `_plaza_fts_E_rid (rid INTEGER PRIMARY KEY, id TEXT UNIQUE)` gives each row the integer
+//!   rowid FTS5 needs (entity tables are WITHOUT ROWID);
+//! - `_plaza_fts_E_src`, a view of (rid, text fields) over that table and the entity's;
+//! - `_plaza_fts_E`, an external-content FTS5 table on that view (`unicode61`, diacritics
+//!   removed): the index only, the text stays in the entity's table.
+//!
+//! The Writer keeps the index in step inside the same transaction as the row ([`on_insert`],
+//! [`on_update`], [`on_delete`]). At start [`migrate`] builds the index for existing rows when
+//! `search` is added (or its text fields change) and drops it when `search` is removed.
+
+use std::collections::HashMap;
+
+use rusqlite::types::Value as SqlValue;
+use rusqlite::{params, params_from_iter, Connection, OptionalExtension};
+use serde_json::{Map, Value};
+
+use super::reader::Reader;
+use crate::error::{PlazaError, Result};
+use crate::model::manifest::{AppManifest, EntityDef};
+use crate::model::policy::AuthContext;
+use crate::model::query::{fts_rowids, fts_table, to_sql_where, Filter};
+use crate::model::rows::{self, Row};
+use crate::model::search::SearchText;
+
+/// Rows per search page when `limit` is absent (at most `query::MAX_LIMIT`).
+pub const DEFAULT_SEARCH_LIMIT: usize = 20;
+/// Distinct values reported per facet (the most frequent first).
+pub const MAX_FACET_VALUES: usize = 100;
+
+fn source_view(entity: &str) -> String {
+    format!("_plaza_fts_{entity}_src")
+}
+
+/// Creates, rebuilds or drops each entity's index to match the manifest (inside the start-up
+/// migration's transaction).
+pub fn migrate(conn: &Connection, manifest: &AppManifest) -> Result<()> {
+    conn.execute_batch("CREATE TABLE IF NOT EXISTS _plaza_search (entity TEXT PRIMARY KEY, text TEXT NOT NULL)")?;
+    let recorded: HashMap<String, String> = {
+        let mut stmt = conn.prepare("SELECT entity, text FROM _plaza_search")?;
+        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        rows.collect::<rusqlite::Result<_>>()?
+    };
+    for (entity, _) in recorded.iter().filter(|(e, _)| manifest.entity(e).and_then(|d| d.search.as_ref()).is_none()) {
+        drop_index(conn, entity)?;
+        tracing::info!(entity = %entity, "search removed: dropped its full-text index");
+    }
+    for def in &manifest.entities {
+        let Some(search) = &def.search else { continue };
+        let spec = search.text.join(",");
+        match recorded.get(&def.name) {
+            Some(old) if *old == spec => continue,
+            Some(_) => drop_index(conn, &def.name)?,
+            None => {}
+        }
+        let count = build_index(conn, def)?;
+        conn.execute("INSERT OR REPLACE INTO _plaza_search (entity, text) VALUES (?, ?)", params![def.name, spec])?;
+        tracing::info!(entity = %def.name, fields = %spec, rows = count, "built the full-text index");
+    }
+    Ok(())
+}
+
+fn drop_index(conn: &Connection, entity: &str) -> Result<()> {
+    conn.execute_batch(&format!(
+        "DROP TABLE IF EXISTS \"{}\"; DROP VIEW IF EXISTS \"{}\"; DROP TABLE IF EXISTS \"{}\";",
+        fts_table(entity),
+        source_view(entity),
+        fts_rowids(entity)
+    ))?;
+    conn.execute("DELETE FROM _plaza_search WHERE entity = ?", [entity])?;
+    Ok(())
+}
+
+fn build_index(conn: &Connection, def: &EntityDef) -> Result<i64> {
+    let Some(search) = &def.search else { return Ok(0) };
+    let (en, fts, rid, src) = (&def.name, fts_table(&def.name), fts_rowids(&def.name), source_view(&def.name));
+    let cols: Vec<String> = search.text.iter().map(|f| format!("\"{f}\"")).collect();
+    let view_cols: Vec<String> = search.text.iter().map(|f| format!("t.\"{f}\" AS \"{f}\"")).collect();
+    conn.execute_batch(&format!(
+        "CREATE TABLE \"{rid}\" (rid INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE);
+         CREATE VIEW \"{src}\" AS SELECT m.rid AS rid, {view_cols} FROM \"{rid}\" m JOIN \"{en}\" t ON t.\"id\" = m.id;
+         CREATE VIRTUAL TABLE \"{fts}\" USING fts5({cols}, content='{src}', content_rowid='rid',
+             tokenize='unicode61 remove_diacritics 2');
+         INSERT INTO \"{rid}\" (id) SELECT \"id\" FROM \"{en}\" ORDER BY \"id\";
+         INSERT INTO \"{fts}\" (\"{fts}\") VALUES ('rebuild');",
+        view_cols = view_cols.join(", "),
+        cols = cols.join(", "),
+    ))?;
+    Ok(conn.query_row(&format!("SELECT count(*) FROM \"{rid}\""), [], |r| r.get(0))?)
+}
+
+/// The text fields' values of a row, in index column order.
+fn texts(def: &EntityDef, row: &Row) -> Vec<SqlValue> {
+    let fields = def.search.as_ref().map_or(&[][..], |s| &s.text[..]);
+    fields
+        .iter()
+        .map(|f| match row.get(f) {
+            Some(Value::String(s)) => SqlValue::Text(s.clone()),
+            _ => SqlValue::Null,
+        })
+        .collect()
+}
+
+/// `INSERT INTO fts (fts, rowid, cols..) VALUES ('delete', ?, ?..)` or the plain insert.
+fn index_sql(def: &EntityDef, delete: bool) -> String {
+    let fts = fts_table(&def.name);
+    let n = def.search.as_ref().map_or(0, |s| s.text.len());
+    let cols: Vec<String> = def.search.iter().flat_map(|s| s.text.iter()).map(|f| format!("\"{f}\"")).collect();
+    if delete {
+        format!("INSERT INTO \"{fts}\" (\"{fts}\", rowid, {}) VALUES ('delete', ?{})", cols.join(", "), ", ?".repeat(n))
+    } else {
+        format!("INSERT INTO \"{fts}\" (rowid, {}) VALUES (?{})", cols.join(", "), ", ?".repeat(n))
+    }
+}
+
+fn index(conn: &Connection, def: &EntityDef, rid: i64, row: &Row, delete: bool) -> Result<()> {
+    let mut values = vec![SqlValue::Integer(rid)];
+    values.extend(texts(def, row));
+    conn.prepare_cached(&index_sql(def, delete))?.execute(params_from_iter(values))?;
+    Ok(())
+}
+
+fn rowid_of(conn: &Connection, def: &EntityDef, id: &str) -> Result<Option<i64>> {
+    let sql = format!("SELECT rid FROM \"{}\" WHERE id = ?", fts_rowids(&def.name));
+    Ok(conn.prepare_cached(&sql)?.query_row([id], |r| r.get(0)).optional()?)
+}
+
+/// After a row is inserted (same transaction).
+pub fn on_insert(conn: &Connection, def: &EntityDef, id: &str, row: &Row) -> Result<()> {
+    if def.search.is_none() {
+        return Ok(());
+    }
+    conn.prepare_cached(&format!("INSERT INTO \"{}\" (id) VALUES (?)", fts_rowids(&def.name)))?.execute([id])?;
+    index(conn, def, conn.last_insert_rowid(), row, false)
+}
+
+/// After a row is updated: re-indexed only when a text field changed.
+pub fn on_update(conn: &Connection, def: &EntityDef, id: &str, old: &Row, new: &Row) -> Result<()> {
+    if def.search.is_none() || texts(def, old) == texts(def, new) {
+        return Ok(());
+    }
+    match rowid_of(conn, def, id)? {
+        Some(rid) => {
+            index(conn, def, rid, old, true)?;
+            index(conn, def, rid, new, false)
+        }
+        None => on_insert(conn, def, id, new),
+    }
+}
+
+/// After a row is deleted.
+pub fn on_delete(conn: &Connection, def: &EntityDef, id: &str, old: &Row) -> Result<()> {
+    if def.search.is_none() {
+        return Ok(());
+    }
+    if let Some(rid) = rowid_of(conn, def, id)? {
+        index(conn, def, rid, old, true)?;
+        conn.prepare_cached(&format!("DELETE FROM \"{}\" WHERE rid = ?", fts_rowids(&def.name)))?.execute([rid])?;
+    }
+    Ok(())
+}
+
+/// What `GET /api/search/:Entity` asks.
+#[derive(Debug, Clone)]
+pub struct SearchRequest {
+    /// `None`: no text, every row the filter selects (facet browsing), in id order.
+    pub text: Option<SearchText>,
+    pub filter: Filter,
+    pub facets: Vec<String>,
+    pub limit: usize,
+    pub offset: usize,
+}
+
+/// Rows (best match first, each with `_score`, higher is better), the number of matches, and
+/// per facet the count of each value among all matches.
+#[derive(Debug, Clone)]
+pub struct SearchResult {
+    pub data: Vec<Row>,
+    pub total: usize,
+    pub facets: Map<String, Value>,
+}
+
+/// A facet value as the key of the counts object.
+fn facet_key(v: SqlValue) -> String {
+    match v {
+        SqlValue::Null => "null".into(),
+        SqlValue::Integer(i) => i.to_string(),
+        SqlValue::Real(f) => f.to_string(),
+        SqlValue::Text(s) => s,
+        SqlValue::Blob(_) => String::new(),
+    }
+}
+
+impl Reader {
+    /// One pass over the matches the caller may read (ids, bm25, facet values) gives the
+    /// total, the facet counts and the page; then the page's rows are read by id. Both in
+    /// one read transaction.
+    pub fn search(&self, auth: &AuthContext, entity: &str, req: &SearchRequest) -> Result<SearchResult> {
+        let def = self.entity(entity)?;
+        if def.search.is_none() {
+            return Err(PlazaError::Validation(format!("{entity} declares no full-text search")));
+        }
+        let mut params = Vec::new();
+        let where_sql = to_sql_where(&self.readable(entity, auth, &req.filter), &mut params);
+        let facet_cols: String = req.facets.iter().map(|f| format!(", t.\"{f}\"")).collect();
+        let sql = match &req.text {
+            Some(text) => {
+                let fts = fts_table(entity);
+                params.insert(0, SqlValue::Text(text.fts_query()));
+                format!(
+                    "WITH s AS MATERIALIZED (SELECT m.id AS _sid, bm25(\"{fts}\") AS _score FROM \"{fts}\" \
+                     JOIN \"{rid}\" m ON m.rid = \"{fts}\".rowid WHERE \"{fts}\" MATCH ?) \
+                     SELECT t.\"id\", s._score{facet_cols} FROM s JOIN \"{en}\" t ON t.\"id\" = s._sid WHERE {where_sql}",
+                    rid = fts_rowids(entity),
+                    en = def.name,
+                )
+            }
+            None => format!("SELECT t.\"id\", 0.0{facet_cols} FROM \"{}\" t WHERE {where_sql}", def.name),
+        };
+        let mut conn = self.pool.get()?;
+        let tx = conn.transaction()?;
+        let mut hits: Vec<(f64, String)> = Vec::new();
+        let mut counts: Vec<HashMap<String, u64>> = vec![HashMap::new(); req.facets.len()];
+        {
+            let mut stmt = tx.prepare_cached(&sql)?;
+            let mut cursor = stmt.query(params_from_iter(params))?;
+            while let Some(r) = cursor.next()? {
+                hits.push((r.get(1)?, r.get(0)?));
+                for (i, c) in counts.iter_mut().enumerate() {
+                    *c.entry(facet_key(r.get(i + 2)?)).or_default() += 1;
+                }
+            }
+        }
+        let total = hits.len();
+        // bm25 is lower for better matches; ties (and browsing) in id order.
+        let by_rank = |a: &(f64, String), b: &(f64, String)| a.0.total_cmp(&b.0).then_with(|| a.1.cmp(&b.1));
+        let end = req.offset.saturating_add(req.limit).min(total);
+        if end < total {
+            if end > 0 {
+                hits.select_nth_unstable_by(end - 1, by_rank);
+            }
+            hits.truncate(end);
+        }
+        hits.sort_unstable_by(by_rank);
+        let page: Vec<(f64, String)> = hits.into_iter().skip(req.offset).collect();
+        let mut data = Vec::with_capacity(page.len());
+        if !page.is_empty() {
+            let ids: Vec<&str> = page.iter().map(|(_, id)| id.as_str()).collect();
+            let ids_json = serde_json::to_string(&ids).map_err(|e| PlazaError::Internal(e.to_string()))?;
+            let sql = format!(
+                "SELECT {} FROM \"{}\" WHERE \"id\" IN (SELECT value FROM json_each(?))",
+                rows::select_list(def),
+                def.name
+            );
+            let mut stmt = tx.prepare_cached(&sql)?;
+            let mut found: HashMap<String, Row> = stmt
+                .query_map([ids_json], |r| rows::from_sql_row(def, r))?
+                .filter_map(|r| r.ok())
+                .filter_map(|row| Some((row.get("id")?.as_str()?.to_string(), row)))
+                .collect();
+            for (score, id) in page {
+                if let Some(mut row) = found.remove(&id) {
+                    let score = serde_json::Number::from_f64(-score).map_or(Value::Null, Value::Number);
+                    row.insert("_score".into(), score);
+                    data.push(row);
+                }
+            }
+        }
+        let mut facets = Map::new();
+        for (name, c) in req.facets.iter().zip(counts) {
+            let mut values: Vec<(String, u64)> = c.into_iter().collect();
+            values.sort_unstable_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+            values.truncate(MAX_FACET_VALUES);
+            facets.insert(name.clone(), Value::Object(values.into_iter().map(|(k, n)| (k, Value::from(n))).collect()));
+        }
+        Ok(SearchResult { data, total, facets })
+    }
+}
