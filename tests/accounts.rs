@@ -283,6 +283,16 @@ async fn api_keys_are_shown_once_scoped_and_revocable() {
     let (status, body) = call(&app, user_post("/api/sync/push", &ro_key, json!({"changes":[{"op_id":"a","entity":"Todo","kind":"insert","data":{"title":"x","ownerId":user_id}}]}))).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(body["results"][0]["ok"], false, "push through a read-only key is refused: {body}");
+    // Room writes do not go through row policies; they refuse a read-only key too (joining is reading).
+    let (status, body) = call(&app, user_post("/api/rooms/join", &ro_key, json!({"room":"lobby"}))).await;
+    assert_eq!(status, StatusCode::OK, "a read-only key may join: {body}");
+    for (path, payload) in [
+        ("/api/rooms/broadcast", json!({"room":"lobby","event":"hi","data":1})),
+        ("/api/rooms/state", json!({"room":"lobby","patch":{"a":1}})),
+    ] {
+        let (status, body) = call(&app, user_post(path, &ro_key, payload)).await;
+        assert_eq!((status, error_code(&body)), (StatusCode::FORBIDDEN, "FORBIDDEN"), "{path}: {body}");
+    }
     assert_eq!(call(&app, user_post("/api/auth/api-keys", &rw_key, json!({"name":"y"}))).await.0, StatusCode::FORBIDDEN, "keys cannot mint keys");
     assert_eq!(call(&app, bearer(get("/api/auth/sessions"), &ro_key)).await.0, StatusCode::FORBIDDEN);
 

@@ -64,7 +64,11 @@ fn sniff(head: &[u8]) -> String {
 }
 
 /// The caller's identity as a file owner; anonymous callers are 401.
+/// Who uploads or deletes: a session or the admin; a read-only API key may only download.
 fn owner(auth: &Auth) -> Result<String, ApiError> {
+    if auth.ctx.read_only {
+        return Err(PlazaError::Forbidden("a read-only API key cannot upload or delete files".into()).into());
+    }
     match (&auth.ctx.user_id, auth.ctx.admin) {
         (_, true) => Ok("admin".into()),
         (Some(user), _) => Ok(user.clone()),

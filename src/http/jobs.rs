@@ -48,6 +48,9 @@ fn run_at(v: &Value) -> Result<i64, PlazaError> {
 async fn enqueue(auth: Auth, state: web::Data<AppState>, JsonBody(body): JsonBody) -> ApiResult {
     let name = field(&body, "name").and_then(Value::as_str).ok_or_else(|| invalid("\"name\" is required"))?;
     jobs::check_name(name)?;
+    if auth.ctx.read_only {
+        return Err(PlazaError::Forbidden("a read-only API key cannot enqueue jobs".into()).into());
+    }
     let created_by = match (&auth.ctx.user_id, auth.ctx.admin) {
         (_, true) => "admin".to_string(),
         (Some(user), false) if state.plaza.manifest.jobs.iter().any(|j| j.name == name && j.public) => user.clone(),

@@ -310,7 +310,8 @@ impl RoomRules {
         if auth.admin {
             return true;
         }
-        if auth.user_id.is_none() {
+        // A read-only API key may join and listen, never send.
+        if auth.user_id.is_none() || (auth.read_only && action != RoomAction::Join) {
             return false;
         }
         let Some(rule) = self.rule(room) else { return true };

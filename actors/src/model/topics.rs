@@ -98,6 +98,10 @@ impl TopicRules {
         if auth.admin {
             return true;
         }
+        // A read-only API key may subscribe, never publish.
+        if auth.read_only && action == TopicAction::Publish {
+            return false;
+        }
         let found = self.rules.iter().find_map(|r| glob(&r.pattern, topic).map(|m| (r, m)));
         let rule = found.as_ref().and_then(|(r, m)| {
             let rule = match action {

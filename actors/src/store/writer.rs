@@ -467,7 +467,7 @@ fn apply(conn: &Connection, ctx: &OpContext<'_>, op: WriteOp, done: &[Change]) -
         WriteOp::UpdateIf { entity, id, expect: (field, expected), values, mismatch } => {
             let def = entity_def(manifest, &entity)?;
             let old = read_row(conn, def, &id)?.ok_or_else(|| not_found(&entity, &id))?;
-            let current = old.get(&field).map_or(SqlValue::Null, |v| rows::json_to_sql(v));
+            let current = old.get(&field).map_or(SqlValue::Null, rows::json_to_sql);
             if current != expected || expected == SqlValue::Null {
                 return Err(PlazaError::NotFound(mismatch));
             }
