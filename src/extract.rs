@@ -2,6 +2,7 @@
 //! the API's own errors, and the caller's identity.
 
 use std::future::Future;
+use std::net::IpAddr;
 use std::pin::Pin;
 
 use actix_web::dev::Payload;
@@ -71,6 +72,14 @@ impl FromRequest for JsonBody {
     }
 }
 
+/// Who a request comes from, as the `identify` middleware found it once per request; `auth`
+/// is the `Auth` extractor's answer (401 for a bad token).
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub ip: IpAddr,
+    pub auth: Result<Auth, ApiError>,
+}
+
 /// Who is calling, and with which credential (logout revokes it).
 #[derive(Debug, Clone, Default)]
 pub struct Auth {
@@ -123,7 +132,7 @@ impl FromRequest for Auth {
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
         // Resolved once per request by the `identify` middleware (the rate limit keys on it).
-        if let Some(caller) = req.extensions().get::<crate::middleware::caller::Caller>() {
+        if let Some(caller) = req.extensions().get::<Caller>() {
             let auth = caller.auth.clone();
             return Box::pin(async move { auth });
         }

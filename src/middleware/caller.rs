@@ -12,16 +12,10 @@ use actix_web::middleware::Next;
 use actix_web::{web, Error, HttpMessage};
 use ipnet::IpNet;
 
-use crate::error::ApiError;
 use crate::extract::{credential, Auth};
 use crate::AppState;
 
-/// What `identify` found; `auth` is the `Auth` extractor's answer (401 for a bad token).
-#[derive(Debug, Clone)]
-pub struct Caller {
-    pub ip: IpAddr,
-    pub auth: Result<Auth, ApiError>,
-}
+pub use crate::extract::Caller;
 
 pub async fn identify(req: ServiceRequest, next: Next<impl MessageBody>) -> Result<ServiceResponse<impl MessageBody>, Error> {
     if let Some(state) = req.app_data::<web::Data<AppState>>().cloned() {

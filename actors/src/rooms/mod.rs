@@ -20,7 +20,6 @@ use std::time::Duration;
 
 use actix::prelude::*;
 use serde_json::{json, Value};
-use thiserror::Error;
 
 use crate::changelog::SlowConsumer;
 use crate::error::{PlazaError, Result};
@@ -101,76 +100,8 @@ pub struct MemberConn {
     pub kick: Recipient<SlowConsumer>,
 }
 
-/// What rooms answer beyond the common errors.
-#[derive(Debug, Error, Clone, PartialEq)]
-pub enum RoomError {
-    #[error("room '{room}' is full ({max} members)")]
-    Full { room: String, max: usize },
-    #[error("the room state would be {size} bytes; a room's state is limited to {max} bytes")]
-    StateTooLarge { size: usize, max: usize },
-    #[error("this event is {size} bytes; room events are limited to {max} bytes")]
-    EventTooLarge { size: usize, max: usize },
-    #[error("a connection may be in at most {max} rooms")]
-    TooManyRooms { max: usize },
-    #[error("not a member of room '{room}': join it first")]
-    NotMember { room: String },
-    /// The `since`/`epoch` of a join cannot be resumed from: the current state is attached.
-    #[error("{reason}; join again without since and start from the state given here")]
-    ResyncRequired { reason: String, resync: Box<Resync> },
-    /// The room stopped while the message was on its way (retried by [`Rooms::join`]).
-    #[error("the room is restarting; retry")]
-    Gone,
-}
+pub use crate::error::{Resync, RoomError};
 
-/// Where a room stands, for a client that must start over.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Resync {
-    pub epoch: Arc<str>,
-    pub seq: u64,
-    pub state: Value,
-    pub state_version: u64,
-}
-
-impl RoomError {
-    pub fn code(&self) -> &'static str {
-        match self {
-            RoomError::Full { .. } => "ROOM_FULL",
-            RoomError::StateTooLarge { .. } => "STATE_TOO_LARGE",
-            RoomError::EventTooLarge { .. } => "PAYLOAD_TOO_LARGE",
-            RoomError::TooManyRooms { .. } => "TOO_MANY_ROOMS",
-            RoomError::NotMember { .. } => "FORBIDDEN",
-            RoomError::ResyncRequired { .. } => "RESYNC_REQUIRED",
-            RoomError::Gone => "UNAVAILABLE",
-        }
-    }
-
-    /// The HTTP status of the error.
-    pub fn status(&self) -> u16 {
-        match self {
-            RoomError::Full { .. } => 409,
-            RoomError::StateTooLarge { .. } | RoomError::TooManyRooms { .. } => 400,
-            RoomError::EventTooLarge { .. } => 413,
-            RoomError::NotMember { .. } => 403,
-            RoomError::ResyncRequired { .. } => 410,
-            RoomError::Gone => 503,
-        }
-    }
-
-    /// Fields the error body carries besides `code` and `message`.
-    pub fn details(&self) -> Option<Value> {
-        match self {
-            RoomError::ResyncRequired { resync, .. } => Some(json!({
-                "epoch": &*resync.epoch,
-                "seq": resync.seq,
-                "state": resync.state,
-                "state_version": resync.state_version,
-            })),
-            RoomError::Full { max, .. } | RoomError::TooManyRooms { max } => Some(json!({"max": max})),
-            RoomError::StateTooLarge { max, .. } | RoomError::EventTooLarge { max, .. } => Some(json!({"max_bytes": max})),
-            _ => None,
-        }
-    }
-}
 
 /// Counters for `/metrics`, updated by the rooms as they work (plain atomics: no lock, and no
 /// message to a room just to read them).

@@ -20,15 +20,26 @@ pub mod simulation;
 
 use std::time::Duration;
 
+use actix::Addr;
 use rusqlite::{Connection, OptionalExtension};
 use serde_json::Value;
 
 use crate::error::{PlazaError, Result};
 use crate::model::manifest::AppManifest;
+use crate::store::reader::{Read, ReadWorker};
 pub use crate::model::manifest::{DEFAULT_TICK_HZ, MAX_TICK_HZ};
 pub use registry::ShardRegistry;
 pub use shard::{Ended, Published, Shard};
 pub use simulation::{Instance, Simulation, SimulationKind, SimulationKinds};
+
+/// The built-in simulation kinds; an embedding app registers its own beside them.
+impl Default for SimulationKinds {
+    fn default() -> Self {
+        let mut kinds = SimulationKinds::empty();
+        kinds.register("arena", arena::Arena);
+        kinds
+    }
+}
 
 /// Shards running in one process.
 pub const DEFAULT_MAX_SHARDS: usize = 1_000;
@@ -143,4 +154,18 @@ pub fn load_snapshot(conn: &Connection, name: &str, sim: &str) -> Result<Option<
     }
     let state = serde_json::from_str(&text).map_err(|e| PlazaError::Internal(format!("stored snapshot of shard {name}: {e}")))?;
     Ok(Some((tick.max(0) as u64, state)))
+}
+
+/// Where a persisting shard's snapshot is read from (on the read threads).
+pub struct Loader {
+    pub readers: Addr<ReadWorker>,
+    pub name: String,
+    pub sim: String,
+}
+
+impl Loader {
+    pub async fn load(self) -> Result<Option<(u64, Value)>> {
+        let Loader { readers, name, sim } = self;
+        readers.send(Read::new(move |r: &crate::store::Reader| r.with_conn(|c| load_snapshot(c, &name, &sim)))).await?
+    }
 }

@@ -14,10 +14,10 @@ use dashmap::DashMap;
 use serde_json::Value;
 
 use super::shard::{Boot, Info, Input, InputRefused, Shard, ShardInfo, Stop};
-use super::{load_snapshot, ShardLimits, ShardObserver, ShardSpec, SimulationKinds, DEFAULT_TICK_HZ};
+use super::{Loader, ShardLimits, ShardObserver, ShardSpec, SimulationKinds, DEFAULT_TICK_HZ};
 use crate::error::{PlazaError, Result};
 use crate::model::manifest::{is_shard_name, AppManifest, MAX_SHARD_NAME_LEN};
-use crate::store::reader::{Read, ReadWorker};
+use crate::store::reader::ReadWorker;
 use crate::store::writer::Writer;
 
 #[derive(Clone)]
@@ -230,16 +230,3 @@ impl ShardRegistry {
     }
 }
 
-/// Where a persisting shard's snapshot is read from (on the read threads).
-pub struct Loader {
-    pub readers: Addr<ReadWorker>,
-    pub name: String,
-    pub sim: String,
-}
-
-impl Loader {
-    pub async fn load(self) -> Result<Option<(u64, Value)>> {
-        let Loader { readers, name, sim } = self;
-        readers.send(Read::new(move |r: &crate::store::Reader| r.with_conn(|c| load_snapshot(c, &name, &sim)))).await?
-    }
-}

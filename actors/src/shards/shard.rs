@@ -378,7 +378,7 @@ impl Actor for Shard {
 #[rtype(result = "Result<(), PlazaError>")]
 pub struct Boot {
     pub kind: Arc<dyn super::SimulationKind>,
-    pub load: Option<super::registry::Loader>,
+    pub load: Option<super::Loader>,
 }
 
 impl Handler<Boot> for Shard {

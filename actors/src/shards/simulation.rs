@@ -167,14 +167,6 @@ impl SimulationKinds {
     }
 }
 
-impl Default for SimulationKinds {
-    fn default() -> Self {
-        let mut kinds = SimulationKinds::empty();
-        kinds.register("arena", super::arena::Arena);
-        kinds
-    }
-}
-
 impl fmt::Debug for SimulationKinds {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_list().entries(self.names()).finish()

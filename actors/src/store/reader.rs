@@ -62,7 +62,7 @@ impl Reader {
     pub fn get(&self, auth: &AuthContext, entity: &str, id: &str) -> Result<Option<Row>> {
         let def = self.entity(entity)?;
         let conn = self.pool.get()?;
-        let row = crate::store::writer::read_row(&conn, def, id)?;
+        let row = read_row(&conn, def, id)?;
         Ok(row.filter(|r| self.policies.cond(entity, Action::Read, auth, None).allows(r)))
     }
 
@@ -231,4 +231,10 @@ where
     fn handle(&mut self, msg: Read<F, R>, _: &mut actix::SyncContext<Self>) -> Self::Result {
         actix::MessageResult((msg.0)(&self.reader))
     }
+}
+
+/// One row by id on any connection (the Writer reads the row before it changes it).
+pub fn read_row(conn: &rusqlite::Connection, def: &crate::model::manifest::EntityDef, id: &str) -> Result<Option<Row>> {
+    let sql = format!("SELECT {} FROM \"{}\" WHERE id = ?", rows::select_list(def), def.name);
+    Ok(conn.prepare_cached(&sql)?.query_row([id], |r| rows::from_sql_row(def, r)).optional()?)
 }

@@ -25,6 +25,7 @@ use crate::model::manifest::{AppManifest, EntityDef};
 use crate::model::policy::{AuthContext, Policies};
 use crate::model::rows::{self, NewRow, Row};
 use crate::store::queue::{FairQueue, Full, Limits};
+use crate::store::reader::read_row;
 use crate::store::{open_write_connection, StoreOptions};
 
 /// Most units folded into one transaction; bounds commit latency under load.
@@ -530,7 +531,3 @@ fn not_found(entity: &str, id: &str) -> PlazaError {
     PlazaError::NotFound(format!("{entity} '{id}' not found"))
 }
 
-pub fn read_row(conn: &Connection, def: &crate::model::manifest::EntityDef, id: &str) -> Result<Option<Row>> {
-    let sql = format!("SELECT {} FROM \"{}\" WHERE id = ?", rows::select_list(def), def.name);
-    Ok(conn.prepare_cached(&sql)?.query_row([id], |r| rows::from_sql_row(def, r)).optional()?)
-}
