@@ -3,19 +3,16 @@
 
 mod common;
 
-use std::time::Duration;
 
-use actix_codec::Framed;
 use actix_web::App;
-use awc::ws::{Codec, Frame, Message};
-use awc::BoxedSocket;
+use awc::ws::{Frame, Message};
+use common::live::{client, connect, next, send, Ws, PATIENCE};
 use common::{config, ADMIN, ORIGIN};
 use futures_util::{SinkExt, StreamExt};
 use plaza::config::Config;
 use plaza_actors::AppManifest;
 use serde_json::{json, Value};
 
-type Ws = Framed<BoxedSocket, Codec>;
 
 /// Owner-only Todo (as in the policy matrix) plus an open Note.
 const MANIFEST: &str = r#"{
@@ -25,17 +22,12 @@ const MANIFEST: &str = r#"{
   "policies": [{"entity": "Todo", "read": "auth.userId == data.ownerId", "write": "auth.userId == data.ownerId"}]
 }"#;
 
-/// A safety net against a hung test, not a synchronisation: every wait below is for a frame.
-const PATIENCE: Duration = Duration::from_secs(20);
 
 fn server(config: Config) -> actix_test::TestServer {
     let state = plaza::build_state_with(config, AppManifest::from_json(MANIFEST).unwrap()).unwrap();
     actix_test::start(move || App::new().configure(plaza::configure(state.clone())))
 }
 
-fn client() -> awc::Client {
-    awc::Client::builder().timeout(PATIENCE).finish()
-}
 
 async fn session(srv: &actix_test::TestServer, user: &str) -> String {
     let (_, body) = http(srv, ADMIN, "POST", "/api/auth/session", Some(json!({"user_id": user}))).await;
@@ -59,27 +51,8 @@ async fn insert(srv: &actix_test::TestServer, token: &str, owner: &str, title: &
     body["id"].as_str().unwrap().to_string()
 }
 
-async fn connect(srv: &actix_test::TestServer, token: &str) -> Ws {
-    let (_, ws) = client().ws(srv.url(&format!("/ws?token={token}"))).max_frame_size(1 << 20).connect().await.unwrap();
-    ws
-}
 
-async fn send(ws: &mut Ws, frame: Value) {
-    ws.send(Message::Text(frame.to_string().into())).await.unwrap();
-}
 
-/// The next JSON frame, answering pings on the way; `None` once the server closes.
-async fn next(ws: &mut Ws) -> Option<Value> {
-    loop {
-        let frame = actix_web::rt::time::timeout(PATIENCE, ws.next()).await.expect("a frame within the patience window");
-        match frame {
-            Some(Ok(Frame::Text(t))) => return Some(serde_json::from_slice(&t).unwrap()),
-            Some(Ok(Frame::Ping(p))) => ws.send(Message::Pong(p)).await.unwrap(),
-            Some(Ok(Frame::Close(_))) | None | Some(Err(_)) => return None,
-            Some(Ok(_)) => {}
-        }
-    }
-}
 
 async fn subscribe(ws: &mut Ws, id: &str, entity: &str, extra: Value) -> Value {
     let mut frame = json!({"type": "subscribe", "id": id, "entity": entity});

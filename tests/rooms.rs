@@ -6,17 +6,14 @@ mod common;
 
 use std::time::Duration;
 
-use actix_codec::Framed;
 use actix_web::App;
-use awc::ws::{Codec, Frame, Message};
-use awc::BoxedSocket;
+use common::live::{client, connect, next, send, Ws};
 use common::{config, ADMIN, ORIGIN};
-use futures_util::{SinkExt, StreamExt};
+use futures_util::SinkExt;
 use plaza::config::Config;
 use plaza_actors::AppManifest;
 use serde_json::{json, Value};
 
-type Ws = Framed<BoxedSocket, Codec>;
 
 /// Guests may not join `vip-*`; `save-*` rooms keep their state in the database.
 const MANIFEST: &str = r#"{
@@ -28,8 +25,6 @@ const MANIFEST: &str = r#"{
   ]}
 }"#;
 
-/// A safety net against a hung test, not a synchronisation: every wait below is for a frame.
-const PATIENCE: Duration = Duration::from_secs(20);
 
 fn state(config: Config) -> actix_web::web::Data<plaza::AppState> {
     plaza::build_state_with(config, AppManifest::from_json(MANIFEST).unwrap()).unwrap()
@@ -43,9 +38,6 @@ fn server(config: Config) -> actix_test::TestServer {
     serve(state(config))
 }
 
-fn client() -> awc::Client {
-    awc::Client::builder().timeout(PATIENCE).finish()
-}
 
 async fn session(srv: &actix_test::TestServer, user: &str) -> String {
     let (_, body) = http(srv, ADMIN, "POST", "/api/auth/session", Some(json!({"user_id": user}))).await;
@@ -69,27 +61,8 @@ async fn http(srv: &actix_test::TestServer, token: &str, method: &str, path: &st
     (resp.status().as_u16(), serde_json::from_slice(&bytes).unwrap_or(Value::Null))
 }
 
-async fn connect(srv: &actix_test::TestServer, token: &str) -> Ws {
-    let (_, ws) = client().ws(srv.url(&format!("/ws?token={token}"))).max_frame_size(1 << 20).connect().await.unwrap();
-    ws
-}
 
-async fn send(ws: &mut Ws, frame: Value) {
-    ws.send(Message::Text(frame.to_string().into())).await.unwrap();
-}
 
-/// The next JSON frame, answering pings on the way; `None` once the server closes.
-async fn next(ws: &mut Ws) -> Option<Value> {
-    loop {
-        let frame = actix_web::rt::time::timeout(PATIENCE, ws.next()).await.expect("a frame within the patience window");
-        match frame {
-            Some(Ok(Frame::Text(t))) => return Some(serde_json::from_slice(&t).unwrap()),
-            Some(Ok(Frame::Ping(p))) => ws.send(Message::Pong(p)).await.unwrap(),
-            Some(Ok(Frame::Close(_))) | None | Some(Err(_)) => return None,
-            Some(Ok(_)) => {}
-        }
-    }
-}
 
 async fn frame(ws: &mut Ws) -> Value {
     next(ws).await.expect("the socket is open")

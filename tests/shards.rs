@@ -4,21 +4,18 @@
 
 use std::time::{Duration, Instant};
 
-use actix_codec::Framed;
 use actix_web::App;
-use awc::ws::{Codec, Frame, Message};
-use awc::BoxedSocket;
-use futures_util::{SinkExt, StreamExt};
+use futures_util::StreamExt;
 use plaza::config::Config;
 use plaza_actors::shards::{Simulation, SimulationKinds};
 use plaza_actors::AppManifest;
 use serde_json::{json, Value};
 
-type Ws = Framed<BoxedSocket, Codec>;
+mod common;
+
+use common::live::{client, connect, next, send, Ws, PATIENCE};
 
 const ADMIN: &str = "shards-admin";
-/// A safety net against a hung test, not a synchronisation: every wait below is for a frame.
-const PATIENCE: Duration = Duration::from_secs(20);
 
 /// Test-only kind: every tick counts up; the snapshot carries `bytes` of padding.
 struct Blob;
@@ -107,9 +104,6 @@ fn server() -> actix_test::TestServer {
     server_with(config(), "{}")
 }
 
-fn client() -> awc::Client {
-    awc::Client::builder().timeout(PATIENCE).finish()
-}
 
 async fn http(srv: &actix_test::TestServer, token: Option<&str>, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
     let mut req = client().request(method.parse().unwrap(), srv.url(path));
@@ -135,27 +129,8 @@ async fn start_shard(srv: &actix_test::TestServer, spec: Value) {
     assert_eq!(status, 201, "{body}");
 }
 
-async fn connect(srv: &actix_test::TestServer, token: &str) -> Ws {
-    let (_, ws) = client().ws(srv.url(&format!("/ws?token={token}"))).max_frame_size(1 << 20).connect().await.unwrap();
-    ws
-}
 
-async fn send(ws: &mut Ws, frame: Value) {
-    ws.send(Message::Text(frame.to_string().into())).await.unwrap();
-}
 
-/// The next JSON frame, answering pings on the way; `None` once the server closes.
-async fn next(ws: &mut Ws) -> Option<Value> {
-    loop {
-        let frame = actix_web::rt::time::timeout(PATIENCE, ws.next()).await.expect("a frame within the patience window");
-        match frame {
-            Some(Ok(Frame::Text(t))) => return Some(serde_json::from_slice(&t).unwrap()),
-            Some(Ok(Frame::Ping(p))) => ws.send(Message::Pong(p)).await.unwrap(),
-            Some(Ok(Frame::Close(_))) | None | Some(Err(_)) => return None,
-            Some(Ok(_)) => {}
-        }
-    }
-}
 
 /// The next snapshot frame of `shard` (other frames of other shards are skipped; an error
 /// frame fails the test).

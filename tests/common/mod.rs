@@ -3,6 +3,7 @@
 //! ([`process`], [`serve`]) and requests to it over the network ([`remote`]).
 #![allow(dead_code)]
 
+pub mod live;
 pub mod process;
 pub mod remote;
 
