@@ -3,24 +3,22 @@
 //! the same stream core (`crate::live`), with the same auth.
 
 use std::collections::HashMap;
-use std::convert::Infallible;
 use std::sync::Arc;
 
 use actix::prelude::*;
-use actix_web::web::Bytes;
-use actix_web::{web, FromRequest, HttpRequest, HttpResponse};
+use actix_web::{web, HttpRequest, HttpResponse};
 use plaza_actors::shards::shard::{Snapshot, Subscribe};
 use plaza_actors::shards::{Published, Shard};
 use plaza_actors::PlazaError;
 use serde_json::{json, Value};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 
-use super::events::KEEPALIVE_INTERVAL;
 use super::resource;
 use crate::error::ApiResult;
-use crate::extract::{Admin, Auth, JsonBody, Member};
+use crate::extract::{Admin, JsonBody, Member};
 use crate::middleware::caller::caller_ip;
 use crate::live::shards::{self as live_shards, ShardStream, ShardSubs};
+use crate::live::sse::{self, SseChannel, KEEPALIVE_INTERVAL};
 use crate::live::{self, Backlogged, Closing, Frame, Sink, StreamCore, StreamSlot};
 use crate::AppState;
 
@@ -89,33 +87,22 @@ async fn input(Member(auth): Member, state: web::Data<AppState>, id: web::Path<S
 /// `?token=`. The subscription is made before the response starts, so its refusals (unknown
 /// shard, a full one, no session) are plain HTTP errors.
 async fn connect(req: HttpRequest, state: web::Data<AppState>, id: web::Path<String>, query: web::Query<HashMap<String, String>>) -> ApiResult {
-    if state.is_draining() {
-        return Err(PlazaError::Unavailable("server is draining; reconnect shortly".into()).into());
-    }
-    let auth = match query.get("token") {
-        Some(token) => Auth::resolve(&state, Some(token.clone())).await?,
-        None => Auth::extract(&req).await?,
-    };
+    let auth = sse::caller(&req, &state, &query).await?;
     let player = live_shards::player(&auth.ctx)?;
     let addr = state.plaza.shards.find(&id)?;
     let slot = StreamSlot::reserve(&state, caller_ip(&req), &auth.ctx).await?;
     let updates = addr.send(Subscribe { subscriber: slot.id(), player }).await??;
-    let (tx, rx) = mpsc::channel(state.config.ws_outbound_max + 1);
+    let (channel, response) = SseChannel::open(state.config.ws_outbound_max);
     let core = StreamCore::new(state.clone(), auth.ctx, slot);
-    ShardSse { core, tx, shards: ShardSubs::default(), opening: Some((id.as_str().into(), addr, updates)) }.start();
-    let body = futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|b| (Ok::<_, Infallible>(b), rx)) });
-    Ok(HttpResponse::Ok()
-        .content_type("text/event-stream")
-        .insert_header(("Cache-Control", "no-cache"))
-        .insert_header(("X-Accel-Buffering", "no"))
-        .streaming(body))
+    ShardSse { core, channel, shards: ShardSubs::default(), opening: Some((id.as_str().into(), addr, updates)) }.start();
+    Ok(response)
 }
 
 type Opening = (Arc<str>, Addr<Shard>, watch::Receiver<Arc<Published>>);
 
 struct ShardSse {
     core: StreamCore,
-    tx: mpsc::Sender<Bytes>,
+    channel: SseChannel,
     shards: ShardSubs,
     opening: Option<Opening>,
 }
@@ -128,12 +115,7 @@ impl Sink for ShardSse {
     /// A full queue (the last slot is kept for notices) skips the frame: for shards, the next
     /// tick brings the reader up to date.
     fn write(&mut self, frame: Frame, ctx: &mut Context<Self>) -> Result<(), Backlogged> {
-        let notice = frame.kind == "error";
-        if self.tx.capacity() <= 1 && !notice {
-            return Err(Backlogged);
-        }
-        let event = Bytes::from(format!("event: {}\ndata: {}\n\n", frame.kind, frame.text));
-        if self.tx.try_send(event).is_err() && !notice {
+        if !self.channel.write(&frame)? {
             ctx.stop();
         }
         Ok(())
@@ -166,10 +148,8 @@ impl Actor for ShardSse {
             live_shards::attach(self, ctx, name, addr, updates);
         }
         ctx.run_interval(KEEPALIVE_INTERVAL, |act, ctx| {
-            if act.tx.is_closed() {
+            if !act.channel.keep_alive() {
                 ctx.stop();
-            } else {
-                let _ = act.tx.try_send(Bytes::from_static(b": keepalive\n\n"));
             }
         });
     }

@@ -6,6 +6,7 @@
 mod gate;
 pub mod shards;
 mod slot;
+pub mod sse;
 
 use std::collections::HashMap;
 use std::sync::Arc;
