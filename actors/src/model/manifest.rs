@@ -246,20 +246,28 @@ pub fn validate_room_name(name: &str) -> Result<()> {
     Ok(())
 }
 
+/// Matches `name` against a rule pattern (room and topic rules), where `*` stands for any run
+/// of characters; on a match, answers what the first `*` matched (`""` without one). Each part
+/// between stars is taken at its leftmost place, which finds a match whenever there is one, in
+/// linear time.
+pub fn pattern_match<'n>(pattern: &str, name: &'n str) -> Option<&'n str> {
+    let mut parts = pattern.split('*');
+    let mut rest = name.strip_prefix(parts.next().unwrap_or_default())?;
+    let mut parts: Vec<&str> = parts.collect();
+    let Some(last) = parts.pop() else { return rest.is_empty().then_some("") };
+    let mut first_star = None;
+    for part in parts {
+        let at = rest.find(part)?;
+        first_star.get_or_insert(&rest[..at]);
+        rest = &rest[at + part.len()..];
+    }
+    let before_last = rest.strip_suffix(last)?;
+    Some(first_star.unwrap_or(before_last))
+}
+
 /// Whether `name` matches a rule pattern, where `*` stands for any run of characters.
 pub fn room_pattern_matches(pattern: &str, name: &str) -> bool {
-    let mut parts = pattern.split('*');
-    let first = parts.next().unwrap_or_default();
-    let Some(mut rest) = name.strip_prefix(first) else { return false };
-    let mut parts: Vec<&str> = parts.collect();
-    let Some(last) = parts.pop() else { return rest.is_empty() };
-    for part in parts {
-        match rest.find(part) {
-            Some(at) => rest = &rest[at + part.len()..],
-            None => return false,
-        }
-    }
-    rest.len() >= last.len() && rest.ends_with(last)
+    pattern_match(pattern, name).is_some()
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -692,6 +700,10 @@ mod tests {
         ] {
             assert_eq!(room_pattern_matches(pattern, name), hit, "{pattern} ~ {name}");
         }
+        // What the first `*` matched (topic rules' `topic.match`).
+        assert_eq!(pattern_match("a*b*c", "aXXbYYbc"), Some("XX"));
+        assert_eq!(pattern_match("user:*", "user:alice"), Some("alice"));
+        assert_eq!(pattern_match("lobby", "lobby"), Some(""));
         let err = AppManifest::from_json(r#"{"rooms":{"max_members":0,"rules":[{"pattern":"bad name"}]}}"#)
             .unwrap_err()
             .to_string();

@@ -42,28 +42,9 @@ pub fn check_topic(topic: &str) -> Result<()> {
     Ok(())
 }
 
-/// Glob match where `*` matches any run of characters; answers what the first `*` matched.
+/// What the first `*` of `pattern` matched in `text`, when it matches.
 fn glob(pattern: &str, text: &str) -> Option<String> {
-    fn go(p: &[u8], t: &[u8], first: &mut Option<(usize, usize)>, at: usize) -> bool {
-        match p.split_first() {
-            None => t.is_empty(),
-            Some((b'*', rest)) => (0..=t.len()).any(|n| {
-                let mine = first.is_none();
-                if mine {
-                    *first = Some((at, at + n));
-                }
-                let ok = go(rest, &t[n..], first, at + n);
-                if !ok && mine {
-                    *first = None;
-                }
-                ok
-            }),
-            Some((c, rest)) => t.first() == Some(c) && go(rest, &t[1..], first, at + 1),
-        }
-    }
-    let mut first = None;
-    go(pattern.as_bytes(), text.as_bytes(), &mut first, 0)
-        .then(|| first.map(|(a, b)| String::from_utf8_lossy(&text.as_bytes()[a..b]).into_owned()).unwrap_or_default())
+    super::manifest::pattern_match(pattern, text).map(str::to_string)
 }
 
 impl TopicRules {
