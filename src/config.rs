@@ -86,6 +86,11 @@ pub enum Command {
     Backup { out: PathBuf },
     /// Replace the database with the backup IN (refused while a server serves the database).
     Restore { input: PathBuf },
+    /// Print client code for the manifest to stdout: `plaza codegen ts --manifest plaza.json > plaza-types.ts`.
+    Codegen {
+        #[arg(value_enum)]
+        target: crate::codegen::Target,
+    },
 }
 
 /// Flags; each also reads its `PLAZA_*` variable. Unset ones fall back to the config file,

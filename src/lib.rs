@@ -6,6 +6,7 @@
 //! HttpServer::new(move || App::new().configure(plaza::configure(state.clone())))
 //! ```
 
+pub mod codegen;
 pub mod config;
 pub mod error;
 pub mod extract;

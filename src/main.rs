@@ -34,6 +34,7 @@ fn main() -> ExitCode {
         Command::Backup { out } => plaza_actors::store::backup(&config.db, &out)
             .map(|()| println!("backed up {} to {}", config.db.display(), out.display()))
             .map_err(|e| e.to_string()),
+        Command::Codegen { target } => codegen(&config, target),
         Command::Restore { input } => DbLock::acquire(&config.db).and_then(|_lock| {
             plaza_actors::store::restore(&input, &config.db)
                 .map(|()| println!("restored {} from {}", config.db.display(), input.display()))
@@ -65,6 +66,17 @@ fn check(config: &Config) -> Result<(), String> {
         manifest.policies.len(),
         manifest.shards.len()
     );
+    Ok(())
+}
+
+/// Prints the generated code; a missing manifest is an error here (there is nothing to type).
+fn codegen(config: &Config, target: plaza::codegen::Target) -> Result<(), String> {
+    let path = config.manifest.display();
+    let manifest = plaza_actors::model::manifest::AppManifest::load(&config.manifest)
+        .map_err(|e| format!("manifest {path}: {e}"))?
+        .ok_or_else(|| format!("no manifest at {path}: pass --manifest FILE"))?;
+    plaza_actors::model::check(&manifest).map_err(|e| format!("manifest {path}: {e}"))?;
+    print!("{}", plaza::codegen::generate(target, &manifest));
     Ok(())
 }
 
