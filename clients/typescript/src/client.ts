@@ -89,8 +89,8 @@ export class PlazaClient<S extends Schema<S> = UntypedSchema> {
   readonly socket: Socket | null;
   readonly offline: OfflineQueue | undefined;
   readonly shards: Shards;
-  readonly pubsub: PubSub;
   private liveHub: LiveHub | null = null;
+  private pubsubHub: PubSub | null = null;
   private readonly rooms = new Map<string, Room<any, any>>();
   private readonly options: ClientOptions;
 
@@ -109,35 +109,34 @@ export class PlazaClient<S extends Schema<S> = UntypedSchema> {
       globalThis.addEventListener?.("online", () => void this.offline?.flush().catch(() => undefined));
     }
     this.shards = new Shards(this.http);
-    this.pubsub = new PubSub(this.requireSocket(), this.http);
+  }
+
+  /** Pub/sub topics: subscribe over the socket, publish over HTTP. */
+  get pubsub(): PubSub {
+    this.pubsubHub ??= new PubSub(() => this.liveSocket(), this.http);
+    return this.pubsubHub;
   }
 
   private makeSocket(tokens: TokenStore): Socket | null {
-    try {
-      const socket = new Socket(
-        { url: this.options.url, WebSocket: this.options.WebSocket, reconnect: this.options.reconnect, pingIntervalMs: this.options.pingIntervalMs },
-        () => tokens.get(),
-      );
-      // A new user must not keep the old user's stream: reconnect with the new token.
-      tokens.onChange(() => socket.restart());
-      return socket;
-    } catch {
-      return null; // HTTP still works; live features throw when used
-    }
+    const WS = this.options.WebSocket ?? (globalThis as { WebSocket?: WebSocketConstructor }).WebSocket;
+    if (!WS) return null; // HTTP still works; live features say what is missing when used
+    const socket = new Socket(
+      { url: this.options.url, WebSocket: WS, reconnect: this.options.reconnect, pingIntervalMs: this.options.pingIntervalMs },
+      () => tokens.get(),
+    );
+    // A new user must not keep the old user's stream: reconnect with the new token.
+    tokens.onChange(() => socket.restart());
+    return socket;
   }
 
-  private requireSocket(): Socket {
+  /** The socket, for the live features; without a WebSocket they cannot work, so say why. */
+  private liveSocket(): Socket {
     if (this.socket) return this.socket;
-    // Deferred: creating the client must work without WebSocket; using live features must not.
-    return new Proxy({} as Socket, {
-      get() {
-        throw new Error("no WebSocket here (Node 20): pass createClient({ WebSocket }) e.g. from the 'ws' package");
-      },
-    });
+    throw new Error("no WebSocket here (Node 20): pass createClient({ WebSocket }), e.g. from the 'ws' package");
   }
 
   private hub(): LiveHub {
-    this.liveHub ??= new LiveHub(this.requireSocket());
+    this.liveHub ??= new LiveHub(this.liveSocket());
     return this.liveHub;
   }
 
@@ -160,7 +159,7 @@ export class PlazaClient<S extends Schema<S> = UntypedSchema> {
   room<P = Json, St extends Record<string, Json> = Record<string, Json>>(name: string): Room<P, St> {
     let room = this.rooms.get(name);
     if (!room) {
-      room = new Room<P, St>(name, this.requireSocket(), (r) => this.rooms.get(name) === r && this.rooms.delete(name));
+      room = new Room<P, St>(name, this.liveSocket(), (r) => this.rooms.get(name) === r && this.rooms.delete(name));
       this.rooms.set(name, room);
     }
     return room as Room<P, St>;
@@ -168,7 +167,7 @@ export class PlazaClient<S extends Schema<S> = UntypedSchema> {
 
   /** A shard by name: snapshots, inputs, interpolation. */
   shard<St = Json>(name: string, options?: ShardOptions<St>): Shard<St> {
-    return new Shard<St>(name, this.requireSocket(), this.http, options);
+    return new Shard<St>(name, this.liveSocket(), this.http, options);
   }
 
   /** Independent writes (each op on its own). */

@@ -16,7 +16,12 @@ export class PubSub implements Channel {
   private readonly topics = new Map<string, Topic>();
   private attached = false;
 
-  constructor(private readonly socket: Socket, private readonly http: Http) {}
+  /** `socket` is asked for only when subscribing: publishing is plain HTTP. */
+  constructor(private readonly socketOf: () => Socket, private readonly http: Http) {}
+
+  private get socket(): Socket {
+    return this.socketOf();
+  }
 
   /** Publishes to every subscribed socket (admin, or as the topic rules allow). */
   publish(topic: string, message: Json): Promise<{ delivered: number }> {

@@ -178,7 +178,7 @@ export class Room<P = Json, S extends Record<string, Json> = Record<string, Json
         return;
       }
       case "error":
-        if (frame.ref === this.name) this.onError_(frame);
+        if (frame.ref === this.name) this.refused(frame);
         return;
     }
   }
@@ -207,7 +207,7 @@ export class Room<P = Json, S extends Record<string, Json> = Record<string, Json
     this.emitMembers();
   }
 
-  private onError_(frame: Frame): void {
+  private refused(frame: Frame): void {
     const error = PlazaError.fromFrame(frame);
     if (error.code === "RESYNC_REQUIRED") {
       // Too far behind (or the room restarted): join afresh; the new `joined` brings members

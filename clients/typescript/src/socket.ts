@@ -196,9 +196,8 @@ export class Socket {
         return;
       }
       if (frame.type === "error" && frame.ref === undefined) {
-        const err = PlazaError.fromFrame(frame);
-        if (err.code === "SESSION_REVOKED") this.emit("sessionEnded", undefined);
-        this.emit("error", err);
+        // SESSION_REVOKED is followed by close 4001, which reports `sessionEnded`.
+        this.emit("error", PlazaError.fromFrame(frame));
       }
       for (const c of [...this.channels]) c.onFrame(frame);
     };

@@ -2,12 +2,27 @@
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import { PlazaError, memoryStorage } from "../dist/index.js";
+import { createHmac, randomBytes } from "node:crypto";
 import { Server } from "./helpers.mjs";
+
+/** RFC 6238 TOTP (SHA-1, 6 digits, 30 s) from a base32 secret, as an authenticator app. */
+function totp(secret, at = Date.now()) {
+  const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
+  let bits = "";
+  for (const ch of secret.replace(/=+$/, "").toUpperCase()) bits += alphabet.indexOf(ch).toString(2).padStart(5, "0");
+  const key = Buffer.from(bits.match(/.{8}/g).map((b) => parseInt(b, 2)));
+  const counter = Buffer.alloc(8);
+  counter.writeBigUInt64BE(BigInt(Math.floor(at / 30_000)));
+  const mac = createHmac("sha1", key).update(counter).digest();
+  const offset = mac[mac.length - 1] & 0xf;
+  return String((mac.readUInt32BE(offset) & 0x7fffffff) % 1_000_000).padStart(6, "0");
+}
 
 describe("entities and auth over HTTP", () => {
   let server;
   before(async () => {
-    server = await Server.start();
+    // TOTP secrets are sealed with this key.
+    server = await Server.start({ PLAZA_ACCOUNTS_KEY: randomBytes(32).toString("base64") });
   });
   after(() => server?.close());
 
@@ -113,6 +128,22 @@ describe("entities and auth over HTTP", () => {
     // A new client on the same storage starts signed in.
     const c = server.client({ storage });
     assert.deepEqual(await c.auth.me(), { user_id: session.user_id, guest: false, admin: false });
+  });
+
+  it("signs in with a second factor (TOTP step)", async () => {
+    const client = server.client();
+    await client.auth.register("mfa@example.com", "a long enough passphrase");
+    const { secret } = await client.auth.totp.enroll();
+    const { enabled, backup_codes } = await client.auth.totp.confirm(totp(secret));
+    assert.equal(enabled, true);
+    const other = server.client();
+    const first = await other.auth.login("mfa@example.com", "a long enough passphrase");
+    assert.equal(first.mfa_required, true);
+    assert.equal(await other.auth.token(), null, "no session before the second factor");
+    // A backup code: the TOTP step just used is accepted only once.
+    const session = await other.auth.totp.completeLogin(first.mfa_token, backup_codes[0]);
+    assert.equal(await other.auth.token(), session.token);
+    assert.equal((await other.auth.me()).guest, false);
   });
 
   it("upgrades a guest to an account with the same user id", async () => {
