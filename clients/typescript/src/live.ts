@@ -22,6 +22,8 @@ export interface SubscribeOptions {
   onResync?: (error: PlazaError) => void;
   /** The subscription was refused (unknown entity, bad filter, ...) and has ended. */
   onError?: (error: PlazaError) => void;
+  /** The server confirmed the subscription (again after every reconnect or resync). */
+  onSubscribed?: (seq: number) => void;
 }
 
 export interface Subscription {
@@ -103,6 +105,7 @@ export class LiveHub implements Channel {
         sub.settled = true;
         sub.settle.resolve(sub.lastSeq);
       }
+      sub.options.onSubscribed?.(sub.lastSeq);
     } else if (frame.type === "change") {
       const sub = this.subs.get(String(frame.sub));
       const change = frame.event as Change;
@@ -141,6 +144,8 @@ export class LiveQuery<R extends SystemFields> {
   private readonly errorListeners = new Set<(e: PlazaError) => void>();
   private held: Change<R>[] | null = [];
   private generation = 0;
+  private resyncing = false;
+  private loaded = false;
   private readonly sub: Subscription;
   private readonly order: (a: R, b: R) => number;
   private readonly localFilter: Record<string, unknown> | undefined;
@@ -158,10 +163,29 @@ export class LiveQuery<R extends SystemFields> {
     this.localFilter = local ? f : undefined;
     const serverFilter = local ? undefined : stripControl(f);
     this.sub = hub.subscribe<R>(entity, serverFilter as Filter<any>, (c) => this.onChange(c), {
-      onResync: () => void this.reload(),
-      onError: (e) => this.errorListeners.forEach((l) => l(e)),
+      // After a resync, query again only once the new subscription is confirmed: a change
+      // committed between the query and the subscription would otherwise be lost.
+      onResync: () => {
+        this.resyncing = true;
+        this.held = [];
+      },
+      onSubscribed: () => {
+        if (!this.resyncing) return;
+        this.resyncing = false;
+        this.reload().catch((e) => this.failed(e));
+      },
+      // Before the first load, `ready` rejects and reports it; afterwards (a refused
+      // resubscription) only this can.
+      onError: (e) => this.loaded && this.failed(e),
     });
     this.ready = this.sub.ready.then(() => this.reload()).then(() => this.rows);
+    // Reported to onError listeners too; `ready` only rejects for those who await it.
+    this.ready.catch((e) => this.failed(e));
+  }
+
+  private failed(e: unknown): void {
+    const error = e instanceof PlazaError ? e : PlazaError.network(e);
+    for (const l of this.errorListeners) l(error);
   }
 
   /** Calls `listener` with the rows after every change (and once they are first loaded). */
@@ -182,7 +206,8 @@ export class LiveQuery<R extends SystemFields> {
 
   private async reload(): Promise<void> {
     const generation = ++this.generation;
-    this.held = [];
+    // Changes arriving from here on wait for the rows (those held already stay held).
+    this.held ??= [];
     const rows = await this.fetchRows();
     if (generation !== this.generation) return; // a newer reload took over
     this.byId.clear();
@@ -190,6 +215,7 @@ export class LiveQuery<R extends SystemFields> {
     const held = this.held ?? [];
     this.held = null;
     for (const c of held) this.apply(c);
+    this.loaded = true;
     this.publish();
   }
 
