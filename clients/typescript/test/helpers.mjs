@@ -148,6 +148,14 @@ export class Server {
     await this.spawn();
   }
 
+  /** Restarts on the same port with an empty database (as after restoring an old backup). */
+  async replaceDatabase() {
+    await this.stop();
+    rmSync(this.dir, { recursive: true, force: true });
+    this.dir = mkdtempSync(join(tmpdir(), "plaza-ts-"));
+    await this.spawn();
+  }
+
   async close() {
     await this.stop();
     rmSync(this.dir, { recursive: true, force: true });

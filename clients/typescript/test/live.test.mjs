@@ -140,4 +140,24 @@ describe("live subscriptions", () => {
     live.close();
     reader.close();
   });
+
+  it("re-queries a live query when its cursor cannot be resumed (a server with another database)", async () => {
+    // The admin token lives in the environment, not the database, so it outlives the swap.
+    const writer = server.admin();
+    const reader = server.admin();
+    await writer.entity("Todo").insert({ id: "old-row", title: "rs before", done: false });
+    const live = reader.entity("Todo").live({ title: { $like: "rs " } });
+    await within(live.ready, "the live query");
+    assert.deepEqual(live.rows.map((r) => r.id), ["old-row"]);
+    const snapshots = new Collector();
+    live.subscribe((rows) => snapshots.push(rows.map((r) => r.id)));
+    // The new database's log is behind the seq the live query holds: RESYNC_REQUIRED, re-query.
+    await server.replaceDatabase();
+    await writer.entity("Todo").insert({ id: "new-row", title: "rs after", done: false });
+    await snapshots.until((s) => s.at(-1)?.join() === "new-row", "the rows of the new database");
+    await writer.entity("Todo").insert({ id: "newer-row", title: "rs later", done: false });
+    await snapshots.until((s) => s.at(-1)?.join() === "new-row,newer-row", "live changes after the resync");
+    live.close();
+    reader.close();
+  });
 });
