@@ -84,6 +84,7 @@ function route() {
     else a.removeAttribute("aria-current");
   }
   leave();
+  $("toast").classList.remove("shown");
   const view = fill($("view"));
   view.dataset.page = page;
   document.title = `${page[0].toUpperCase()}${page.slice(1)} · Plaza Studio`;

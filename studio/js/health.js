@@ -138,7 +138,8 @@ const W = 240, H = 64;
 function draw(c, fig, s) {
   const values = s.filter((v) => v !== null && Number.isFinite(v));
   const last = [...s].reverse().find((v) => v !== null && Number.isFinite(v));
-  const max = Math.max(1e-9, ...values);
+  const peak = values.length ? Math.max(...values) : null;
+  const max = Math.max(1e-9, peak ?? 0);
   const min = c.key === "uptime" ? Math.min(...values, max) : 0;
   const span = max - min || 1;
   const step = W / (POINTS - 1);
@@ -151,8 +152,8 @@ function draw(c, fig, s) {
   const current = last === undefined ? "—" : c.fmt(last);
   fill(fig,
     h("figcaption", {}, h("span.title", {}, c.title), h("span.value", { dataset: { metric: c.key } }, current)),
-    svg("svg", { viewBox: `0 0 ${W} ${H}`, class: "spark", role: "img", "aria-label": `${c.title}: ${current}; peak ${values.length ? c.fmt(max) : "—"}` },
+    svg("svg", { viewBox: `0 0 ${W} ${H}`, class: "spark", role: "img", "aria-label": `${c.title}: ${current}; peak ${peak === null ? "—" : c.fmt(peak)}` },
       svg("line", { x1: "0", y1: String(H - 1), x2: String(W), y2: String(H - 1), class: "axis" }),
       svg("polyline", { points: pts.join(" "), class: "line", fill: "none" })),
-    h("small.hint", {}, `${c.note}; peak ${values.length ? c.fmt(max) : "—"}`));
+    h("small.hint", {}, `${c.note}; peak ${peak === null ? "—" : c.fmt(peak)}`));
 }
