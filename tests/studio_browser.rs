@@ -10,12 +10,14 @@
 mod common;
 
 use std::io::{BufRead, BufReader};
+use std::panic::AssertUnwindSafe;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
 use fantoccini::{Client, ClientBuilder, Locator};
+use futures_util::FutureExt;
 use serde_json::{json, Value};
 
 use common::remote::send;
@@ -177,10 +179,14 @@ async fn studio_in_a_real_browser() {
 
     let driver = start_driver();
     let c = browser(&driver).await;
-    let outcome = walk(&c, &http, &base, &seeded).await;
+    // A failed step still ends the browser session (so no Chromium outlives the test) before
+    // the failure is reported; dropping `driver` then stops chromedriver.
+    let outcome = AssertUnwindSafe(walk(&c, &http, &base, &seeded)).catch_unwind().await;
     let _ = c.close().await;
     drop(driver);
-    outcome
+    if let Err(panic) = outcome {
+        std::panic::resume_unwind(panic);
+    }
 }
 
 async fn walk(c: &Client, http: &awc::Client, base: &str, seeded: &[String]) {
