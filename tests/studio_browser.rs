@@ -121,7 +121,13 @@ async fn page(c: &Client, base: &str, hash: &str, heading: &str) {
 
 /// Some life on every page: rows, an account, a room with a member and an event, a running
 /// shard with a player, a job, a cache key, a file.
-async fn seed(http: &awc::Client, base: &str) -> Vec<String> {
+/// What the walk checks against: the Todo ids in insertion order, and bob's session token.
+struct Seeded {
+    todos: Vec<String>,
+    bob: String,
+}
+
+async fn seed(http: &awc::Client, base: &str) -> Seeded {
     let admin = Some(ADMIN);
     let mut ids = Vec::new();
     for (title, done, priority) in [("Water the plants", 0, 2), ("File the taxes", 1, 5), ("Call the bank", 0, 1)] {
@@ -166,7 +172,7 @@ async fn seed(http: &awc::Client, base: &str) -> Vec<String> {
         .await
         .expect("upload");
     assert_eq!(resp.status().as_u16(), 201);
-    ids
+    Seeded { todos: ids, bob: player["token"].as_str().unwrap().to_string() }
 }
 
 #[actix_rt::test]
@@ -189,7 +195,7 @@ async fn studio_in_a_real_browser() {
     }
 }
 
-async fn walk(c: &Client, http: &awc::Client, base: &str, seeded: &[String]) {
+async fn walk(c: &Client, http: &awc::Client, base: &str, seeded: &Seeded) {
     // Without a token only the sign-in form shows; a wrong token is refused, visibly.
     c.goto(&format!("{base}/studio")).await.expect("open Studio");
     let token = css(c, "#token").await;
@@ -211,7 +217,7 @@ async fn walk(c: &Client, http: &awc::Client, base: &str, seeded: &[String]) {
     c.find(Locator::Css("#sign-in-form button[type='submit']")).await.unwrap().click().await.unwrap();
     xpath(c, "//main//h1[normalize-space()='Todo']").await;
     xpath(c, "//table//td[normalize-space()='Water the plants']").await;
-    xpath(c, &format!("//table//code[normalize-space()='{}']", seeded[2])).await;
+    xpath(c, &format!("//table//code[normalize-space()='{}']", seeded.todos[2])).await;
     let stored: Value = c.execute("return sessionStorage.getItem('plaza.studio.token')", vec![]).await.unwrap();
     assert_eq!(stored, json!(ADMIN));
     assert!(css(c, "#nav").await.is_displayed().await.unwrap());
@@ -299,6 +305,13 @@ async fn walk(c: &Client, http: &awc::Client, base: &str, seeded: &[String]) {
     page(c, base, "#/users", "Users").await;
     xpath(c, "//table//td[normalize-space()='ada@example.com']").await;
     shot(c, "10-users").await;
+    // Revoke bob's session from the list: it goes, and his token stops working.
+    let sessions = "//table[caption='Sessions and API keys, newest first']";
+    xpath(c, &format!("{sessions}//tr[td/code[normalize-space()='bob']]//button[normalize-space()='Revoke']")).await.click().await.unwrap();
+    c.accept_alert().await.expect("the revoke confirmation");
+    xpath(c, &format!("{sessions}[not(.//code[normalize-space()='bob'])]//tbody/tr")).await;
+    let (status, _) = send(http, Some(&seeded.bob), "GET", &format!("{base}/api/auth/me"), None).await;
+    assert_eq!(status, 401, "a session revoked in Studio still works");
 
     page(c, base, "#/cache", "Cache").await;
     xpath(c, "//table//button[normalize-space()='feature:dark-mode']").await;
