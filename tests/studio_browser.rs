@@ -292,11 +292,18 @@ async fn walk(c: &Client, http: &awc::Client, base: &str, seeded: &Seeded) {
     xpath(c, "//table[caption='Running shards']//td[normalize-space()='10 Hz']").await;
     css(c, "svg.arena circle").await;
     shot(c, "07-shards").await;
+    c.find(Locator::Css("button[aria-label='Stop shard arena-1']")).await.unwrap().click().await.unwrap();
+    c.accept_alert().await.expect("the stop confirmation");
+    xpath(c, "//table[caption='Running shards']//td[normalize-space()='No shard is running.']").await;
 
     page(c, base, "#/jobs", "Jobs").await;
     xpath(c, "//table//td[normalize-space()='nightly-report']").await;
     xpath(c, "//table[caption='Cron entries (UTC)']//td[normalize-space()='sessions_cleanup']").await;
     shot(c, "08-jobs").await;
+    // The job has no handler, so its one attempt kills it; Retry makes it pending again.
+    page(c, base, "#/jobs/dead", "Jobs").await;
+    xpath(c, "//table//tr[td[normalize-space()='nightly-report']]//button[normalize-space()='Retry']").await.click().await.unwrap();
+    xpath(c, "//p[@id='toast' and contains(., 'is pending again')]").await;
 
     page(c, base, "#/files", "Files").await;
     xpath(c, "//table//a[normalize-space()='notes.txt']").await;

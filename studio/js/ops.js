@@ -6,13 +6,14 @@ import { bytes, cell, dialog, errorSlot, field, fill, h, header, pre, showError,
 import { sessions } from "./live.js";
 
 const STATUSES = ["", "pending", "running", "succeeded", "dead"];
+const REFRESH_MS = 2000;
 
 export function jobs(root, { params }) {
   const status = STATUSES.includes(params[0]) ? params[0] : "";
   const listSlot = h("div", { "aria-live": "polite" });
   const cronSlot = h("div");
   root.append(
-    header("Jobs", h("button.quiet", { type: "button", onclick: load }, "Refresh")),
+    header("Jobs", h("button.quiet", { type: "button", onclick: () => load() }, "Refresh")),
     h("nav.tabs", { "aria-label": "Job status" }, h("ul", {}, STATUSES.map((s) =>
       h("li", {}, h("a", { href: `#/jobs/${s}`, "aria-current": s === status ? "page" : false }, s || "all"))))),
     listSlot,
@@ -60,7 +61,10 @@ export function jobs(root, { params }) {
     load();
   }
 
+  // Jobs move on their own (attempts, retries, cron): keep the list current while it is open.
   load();
+  const timer = setInterval(load, REFRESH_MS);
+  return () => clearInterval(timer);
 }
 
 export function files(root) {

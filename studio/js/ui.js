@@ -37,11 +37,24 @@ export function svg(tag, attrs = {}, ...children) {
   return el;
 }
 
-/** Replaces the children of `el`. */
+/**
+ * Replaces the children of `el`. Pages that refresh on a timer redraw under the keyboard, so
+ * focus inside `el` moves to the matching new element (same id, label, link or text).
+ */
 export function fill(el, ...children) {
+  const active = document.activeElement;
+  const key = active && active !== el && el.contains(active) ? focusKey(active) : null;
   el.replaceChildren();
   append(el, children);
+  if (key) {
+    const again = [...el.querySelectorAll(active.tagName)].find((n) => focusKey(n) === key);
+    if (again) again.focus({ preventScroll: true });
+  }
   return el;
+}
+
+function focusKey(n) {
+  return n.id || n.getAttribute("aria-label") || `${n.tagName}:${n.getAttribute("href") || n.textContent}`;
 }
 
 let toastTimer;
