@@ -6,6 +6,8 @@
 //! no-cache` and an ETag (their SHA-256): browsers revalidate and get 304 until the binary
 //! changes.
 
+use std::borrow::Cow;
+
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::{web, HttpRequest, HttpResponse};
 use rust_embed::Embed;
@@ -52,7 +54,11 @@ async fn asset(req: HttpRequest, path: web::Path<String>) -> ApiResult {
     if fresh {
         return Ok(resp.finish());
     }
-    Ok(resp.insert_header((header::CONTENT_TYPE, HeaderValue::from_static(content_type(path)))).body(file.data.into_owned()))
+    let body = match file.data {
+        Cow::Borrowed(bytes) => web::Bytes::from_static(bytes),
+        Cow::Owned(bytes) => web::Bytes::from(bytes),
+    };
+    Ok(resp.insert_header((header::CONTENT_TYPE, HeaderValue::from_static(content_type(path)))).body(body))
 }
 
 fn content_type(path: &str) -> &'static str {

@@ -88,7 +88,7 @@ function route() {
   const view = fill($("view"));
   view.dataset.page = page;
   document.title = `${page[0].toUpperCase()}${page.slice(1)} · Plaza Studio`;
-  const ctx = { manifest, params: rest, go: (hash) => (location.hash = hash) };
+  const ctx = { manifest, params: rest };
   try {
     cleanup = pages[page](view, ctx) || null;
   } catch (e) {

@@ -6,7 +6,7 @@ import { cell, dialog, errorSlot, field, fill, h, header, json, showError, table
 
 const PAGE_SIZES = [25, 50, 100, 250];
 
-export function render(root, { manifest, params, go }) {
+export function render(root, { manifest, params }) {
   const entities = manifest.entities || [];
   const current = entities.find((e) => e.name === params[0]) || entities[0];
   const list = h("nav.entities", { "aria-label": "Entities" },
@@ -19,7 +19,7 @@ export function render(root, { manifest, params, go }) {
       : h("p", {}, "The manifest declares no entities."));
   const main = h("section.entity");
   root.append(h("div.split", {}, list, main));
-  if (current) entityView(main, current, manifest, go);
+  if (current) entityView(main, current, manifest);
   else main.append(header("Data"), h("p", {}, "Add entities to the manifest (plaza.json) to see their rows here."));
 }
 
