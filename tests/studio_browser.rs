@@ -213,8 +213,8 @@ async fn walk(c: &Client, http: &awc::Client, base: &str, seeded: &Seeded) {
     // Sign in: the first entity's rows show.
     let token = css(c, "#token").await;
     token.clear().await.unwrap();
-    token.send_keys(ADMIN).await.unwrap();
-    c.find(Locator::Css("#sign-in-form button[type='submit']")).await.unwrap().click().await.unwrap();
+    // From the keyboard: Enter submits the form.
+    token.send_keys(&format!("{ADMIN}\u{E007}")).await.unwrap();
     xpath(c, "//main//h1[normalize-space()='Todo']").await;
     xpath(c, "//table//td[normalize-space()='Water the plants']").await;
     xpath(c, &format!("//table//code[normalize-space()='{}']", seeded.todos[2])).await;
@@ -264,6 +264,13 @@ async fn walk(c: &Client, http: &awc::Client, base: &str, seeded: &Seeded) {
     let (_, row) = send(http, Some(ADMIN), "GET", &format!("{base}/api/entities/Todo/{created_id}"), None).await;
     assert_eq!(row["title"], "Edited in Studio");
     assert_eq!(row["priority"], 7, "editing the title kept the other fields");
+    // Sort by a column header: ascending, then descending.
+    let priority = "//button[starts-with(normalize-space(), 'priority')]";
+    xpath(c, &format!("//th{priority}")).await.click().await.unwrap();
+    xpath(c, "//table[caption='Todo rows']//tbody/tr[1]/td[normalize-space()='Call the bank']").await;
+    xpath(c, &format!("//th[@aria-sort='ascending']{priority}")).await.click().await.unwrap();
+    xpath(c, "//table[caption='Todo rows']//tbody/tr[1]/td[normalize-space()='Edited in Studio']").await;
+    xpath(c, &format!("//th[@aria-sort='descending']{priority}")).await;
     shot(c, "02-data").await;
 
     // Live: a row inserted over HTTP appears in the change log.
