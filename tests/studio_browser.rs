@@ -332,8 +332,14 @@ async fn walk(c: &Client, http: &awc::Client, base: &str, seeded: &Seeded) {
     shot(c, "11-cache").await;
 
     page(c, base, "#/health", "Health").await;
-    // Rates need two samples, so this also waits for the 2 s poll to come round.
-    xpath(c, "//span[@data-metric='rps' and normalize-space()!='—']").await;
+    // Traffic after the first sample shows in a later interval's rate and p99 (rates need two
+    // samples, so this also waits for the 2 s poll to come round).
+    xpath(c, "//p[@id='health-status' and starts-with(normalize-space(), 'Updated')]").await;
+    for _ in 0..50 {
+        send(http, Some(ADMIN), "GET", &format!("{base}/api/entities/Todo?limit=5"), None).await;
+    }
+    xpath(c, "//span[@data-metric='rps' and normalize-space()!='—' and normalize-space()!='0.0']").await;
+    xpath(c, "//span[@data-metric='p99' and normalize-space()!='—']").await;
     xpath(c, "//span[@data-metric='uptime' and normalize-space()!='—']").await;
     shot(c, "12-health").await;
 

@@ -140,20 +140,21 @@ function draw(c, fig, s) {
   const last = [...s].reverse().find((v) => v !== null && Number.isFinite(v));
   const peak = values.length ? Math.max(...values) : null;
   const max = Math.max(1e-9, peak ?? 0);
-  const min = c.key === "uptime" ? Math.min(...values, max) : 0;
-  const span = max - min || 1;
+  const span = max;
   const step = W / (POINTS - 1);
   const offset = POINTS - s.length;
   const pts = [];
   s.forEach((v, i) => {
     if (v === null || !Number.isFinite(v)) return;
-    pts.push(`${((offset + i) * step).toFixed(1)},${(H - 2 - ((v - min) / span) * (H - 6)).toFixed(1)}`);
+    pts.push(`${((offset + i) * step).toFixed(1)},${(H - 2 - (v / span) * (H - 6)).toFixed(1)}`);
   });
   const current = last === undefined ? "—" : c.fmt(last);
   fill(fig,
     h("figcaption", {}, h("span.title", {}, c.title), h("span.value", { dataset: { metric: c.key } }, current)),
     svg("svg", { viewBox: `0 0 ${W} ${H}`, class: "spark", role: "img", "aria-label": `${c.title}: ${current}; peak ${peak === null ? "—" : c.fmt(peak)}` },
       svg("line", { x1: "0", y1: String(H - 1), x2: String(W), y2: String(H - 1), class: "axis" }),
-      svg("polyline", { points: pts.join(" "), class: "line", fill: "none" })),
+      pts.length ? svg("polygon", { points: `${pts[0].split(",")[0]},${H - 1} ${pts.join(" ")} ${pts[pts.length - 1].split(",")[0]},${H - 1}`, class: "area" }) : null,
+      svg("polyline", { points: pts.join(" "), class: "line", fill: "none" }),
+      pts.length ? svg("circle", { cx: pts[pts.length - 1].split(",")[0], cy: pts[pts.length - 1].split(",")[1], r: "2.5", class: "dot" }) : null),
     h("small.hint", {}, `${c.note}; peak ${peak === null ? "—" : c.fmt(peak)}`));
 }
