@@ -136,6 +136,12 @@ async fn seed(http: &awc::Client, base: &str) -> Seeded {
         assert_eq!(status, 201, "{body}");
         ids.push(body["id"].as_str().unwrap().to_string());
     }
+    // Thirty users: more than Studio's first page of 25.
+    let users: Vec<Value> = (1..=30)
+        .map(|n| json!({"op": "insert", "entity": "User", "data": {"email": format!("user{n:02}@example.com"), "displayName": format!("User {n:02}")}}))
+        .collect();
+    let (status, body) = send(http, admin, "POST", &format!("{base}/api/batch"), Some(&json!({"operations": users}))).await;
+    assert_eq!((status, body["succeeded"].clone()), (200, json!(30)), "{body}");
     // An account, registered as a browser would (no bearer token, so with an allowed Origin).
     let resp = http
         .post(format!("{base}/api/auth/password/register"))
@@ -272,6 +278,15 @@ async fn walk(c: &Client, http: &awc::Client, base: &str, seeded: &Seeded) {
     xpath(c, "//table[caption='Todo rows']//tbody/tr[1]/td[normalize-space()='Edited in Studio']").await;
     xpath(c, &format!("//th[@aria-sort='descending']{priority}")).await;
     shot(c, "02-data").await;
+
+    // Paging: another entity, 30 rows, 25 a page.
+    page(c, base, "#/data/User", "User").await;
+    xpath(c, "//div[contains(@class,'pager')]/span[normalize-space()='Rows 1–25']").await;
+    assert!(c.find_all(Locator::XPath("//td[normalize-space()='user26@example.com']")).await.unwrap().is_empty());
+    xpath(c, "//button[normalize-space()='Next ›']").await.click().await.unwrap();
+    xpath(c, "//div[contains(@class,'pager')]/span[normalize-space()='Rows 26–30']").await;
+    xpath(c, "//table//td[normalize-space()='user26@example.com']").await;
+    assert!(!xpath(c, "//button[normalize-space()='Next ›']").await.is_enabled().await.unwrap(), "a next page after the last");
 
     // Live: a row inserted over HTTP appears in the change log.
     page(c, base, "#/live", "Live").await;
