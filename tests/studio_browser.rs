@@ -4,8 +4,9 @@
 //! create and edit a row through the forms, a change inserted over HTTP appearing live — and
 //! writes a screenshot of each main page to `target/studio-screenshots/` for review.
 //!
-//! Needs `chromium` and `chromium-driver` (`.ci/run` installs them). Every wait is a WebDriver
-//! wait for an element or text, never a sleep.
+//! Needs `chromium` and `chromium-driver` (`.ci/run` installs them); elsewhere point
+//! `PLAZA_TEST_CHROMIUM` and `PLAZA_TEST_CHROMEDRIVER` at a matching pair. Every wait is a
+//! WebDriver wait for an element or text, never a sleep.
 
 mod common;
 
@@ -48,13 +49,14 @@ fn free_port() -> u16 {
 /// Starts chromedriver and waits for its "started successfully" line.
 fn start_driver() -> Driver {
     let port = free_port();
-    let mut child = Command::new("chromedriver")
+    let exe = std::env::var("PLAZA_TEST_CHROMEDRIVER").unwrap_or_else(|_| "chromedriver".into());
+    let mut child = Command::new(&exe)
         .arg(format!("--port={port}"))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
-        .unwrap_or_else(|e| panic!("cannot start chromedriver ({e}); install Debian's chromium and chromium-driver (see .ci/run)"));
+        .unwrap_or_else(|e| panic!("cannot start {exe} ({e}); install Debian's chromium and chromium-driver (see .ci/run)"));
     let stdout = child.stdout.take().expect("chromedriver stdout");
     let driver = Driver { child, port };
     let (tx, rx) = mpsc::channel();
@@ -75,7 +77,7 @@ async fn browser(driver: &Driver) -> Client {
     caps.insert(
         "goog:chromeOptions".into(),
         json!({
-            "binary": "/usr/bin/chromium",
+            "binary": std::env::var("PLAZA_TEST_CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into()),
             // CI runs as root, where Chromium's sandbox cannot start.
             "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1280,800", "--lang=en-US"],
         }),
