@@ -177,3 +177,36 @@ impl FromRequest for Member {
         })
     }
 }
+
+/// `?limit=&offset=` of the admin listings: `limit` defaults to [`Page::DEFAULT_LIMIT`] and is
+/// clamped to [`Page::MAX_LIMIT`]; anything but a non-negative integer is 400 `VALIDATION`.
+#[derive(Debug, Clone, Copy)]
+pub struct Page {
+    pub limit: usize,
+    pub offset: usize,
+}
+
+impl Page {
+    pub const DEFAULT_LIMIT: usize = 100;
+    pub const MAX_LIMIT: usize = 1000;
+}
+
+impl FromRequest for Page {
+    type Error = ApiError;
+    type Future = std::future::Ready<Result<Page, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let query = web::Query::<std::collections::HashMap<String, String>>::from_query(req.query_string())
+            .map(web::Query::into_inner)
+            .unwrap_or_default();
+        let number = |name: &str, default: usize| match query.get(name).filter(|v| !v.is_empty()) {
+            None => Ok(default),
+            Some(v) => v.parse::<usize>().map_err(|_| {
+                ApiError::from(plaza_actors::PlazaError::Validation(format!("{name} must be a non-negative integer, got '{v}'")))
+            }),
+        };
+        std::future::ready((|| {
+            Ok(Page { limit: number("limit", Page::DEFAULT_LIMIT)?.min(Page::MAX_LIMIT), offset: number("offset", 0)? })
+        })())
+    }
+}

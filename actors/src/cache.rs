@@ -4,7 +4,7 @@
 //! so expiry is checked on every access (an expired entry is never served) and swept
 //! periodically so memory is given back.
 //!
-//! Messages: `Get`, `Set`, `Del`, `Incr`, `Expire`, `Stats`.
+//! Messages: `Get`, `Set`, `Del`, `Incr`, `Expire`, `Stats`, `Keys` (Studio's key list).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Duration;
@@ -269,5 +269,50 @@ impl Handler<Stats> for Cache {
     type Result = CacheStats;
     fn handle(&mut self, _: Stats, _: &mut Context<Self>) -> CacheStats {
         CacheStats { entries: self.entries.len(), bytes: self.bytes, evicted: self.evicted }
+    }
+}
+
+/// One listed key: its size as counted against the byte bound and, with a TTL, when it expires.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct KeyInfo {
+    pub key: String,
+    pub bytes: usize,
+    /// Milliseconds since the epoch.
+    pub expires_at: Option<i64>,
+}
+
+/// Live keys starting with `prefix`, in key order, at most `limit`; `total` counts every match.
+#[derive(Debug, Clone, serde::Serialize, MessageResponse)]
+pub struct KeyList {
+    pub keys: Vec<KeyInfo>,
+    pub total: usize,
+}
+
+/// Lists keys for an operator (Studio). Does not count as a use, so listing never changes what
+/// is evicted next.
+#[derive(Message)]
+#[rtype(result = "KeyList")]
+pub struct Keys {
+    pub prefix: String,
+    pub limit: usize,
+}
+
+impl Handler<Keys> for Cache {
+    type Result = KeyList;
+    fn handle(&mut self, msg: Keys, _: &mut Context<Self>) -> KeyList {
+        let now = self.clock.now_ms();
+        let mut matched: Vec<(&String, &Entry)> = self
+            .entries
+            .iter()
+            .filter(|(k, e)| k.starts_with(&msg.prefix) && e.expires_at.is_none_or(|at| at > now))
+            .collect();
+        let total = matched.len();
+        matched.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        let keys = matched
+            .into_iter()
+            .take(msg.limit)
+            .map(|(k, e)| KeyInfo { key: k.clone(), bytes: e.bytes, expires_at: e.expires_at })
+            .collect();
+        KeyList { keys, total }
     }
 }

@@ -75,22 +75,33 @@ pub fn delete_op(id: &str) -> WriteOp {
     WriteOp::Internal { sql: "DELETE FROM _plaza_files WHERE id = ?", params: vec![SqlValue::Text(id.to_string())] }
 }
 
+/// Files newest first, a page at a time (Studio's file list).
+pub fn list(conn: &Connection, limit: usize, offset: usize) -> Result<Vec<FileMeta>> {
+    let mut stmt = conn.prepare(
+        "SELECT id, owner, name, content_type, size, sha256, created_at FROM _plaza_files ORDER BY created_at DESC, id LIMIT ? OFFSET ?",
+    )?;
+    let rows = stmt.query_map([limit as i64, offset as i64], meta_row)?;
+    Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+}
+
+fn meta_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<FileMeta> {
+    Ok(FileMeta {
+        id: r.get(0)?,
+        owner: r.get(1)?,
+        name: r.get(2)?,
+        content_type: r.get(3)?,
+        size: r.get(4)?,
+        sha256: r.get(5)?,
+        created_at: r.get(6)?,
+    })
+}
+
 pub fn read(conn: &Connection, id: &str) -> Result<Option<FileMeta>> {
     Ok(conn
         .query_row(
             "SELECT id, owner, name, content_type, size, sha256, created_at FROM _plaza_files WHERE id = ?",
             [id],
-            |r| {
-                Ok(FileMeta {
-                    id: r.get(0)?,
-                    owner: r.get(1)?,
-                    name: r.get(2)?,
-                    content_type: r.get(3)?,
-                    size: r.get(4)?,
-                    sha256: r.get(5)?,
-                    created_at: r.get(6)?,
-                })
-            },
+            meta_row,
         )
         .optional()?)
 }

@@ -1,6 +1,8 @@
 //! The cache over HTTP (admin only): `POST /api/cache` runs one command, `GET`/`DELETE
 //! /api/cache/:key` read and remove one key. The entries live in the `Cache` actor.
 
+use std::collections::HashMap;
+
 use actix_web::{web, HttpResponse};
 use plaza_actors::cache::{self, Del, Expire, Get, Incr, Set};
 use plaza_actors::PlazaError;
@@ -8,12 +10,20 @@ use serde_json::{json, Value};
 
 use super::resource;
 use crate::error::ApiResult;
-use crate::extract::{Admin, JsonBody};
+use crate::extract::{Admin, JsonBody, Page};
 use crate::AppState;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(resource("/api/cache").route(web::post().to(command)))
-        .service(resource("/api/cache/{key}").route(web::get().to(get)).route(web::delete().to(del)));
+        .service(resource("/api/cache/{key}").route(web::get().to(get)).route(web::delete().to(del)))
+        .service(resource("/api/admin/cache").route(web::get().to(keys)));
+}
+
+/// Admin (Studio): `?prefix=&limit=` → `{"keys":[{key,bytes,expires_at}],"total"}` in key order.
+async fn keys(_: Admin, state: web::Data<AppState>, page: Page, query: web::Query<HashMap<String, String>>) -> ApiResult {
+    let prefix = query.get("prefix").cloned().unwrap_or_default();
+    let list = state.plaza.cache.send(cache::Keys { prefix, limit: page.limit }).await?;
+    Ok(HttpResponse::Ok().json(list))
 }
 
 fn result(v: impl Into<Value>) -> HttpResponse {

@@ -21,7 +21,7 @@ use sha2::{Digest, Sha256};
 
 use super::resource;
 use crate::error::{ApiError, ApiResult};
-use crate::extract::Auth;
+use crate::extract::{Admin, Auth, Page};
 use crate::AppState;
 
 /// Bytes written to disk at a time (chunks are gathered up to this first).
@@ -35,7 +35,24 @@ const MULTIPART_SLACK: u64 = 64 * 1024;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(resource("/api/files/upload").route(web::post().to(upload)))
-        .service(resource("/api/files/{id}").route(web::get().to(download)).route(web::delete().to(delete)));
+        .service(resource("/api/files/{id}").route(web::get().to(download)).route(web::delete().to(delete)))
+        .service(resource("/api/admin/files").route(web::get().to(list)));
+}
+
+/// Admin (Studio): `?limit=&offset=` → `{"files":[{id,owner,name,content_type,size,sha256,
+/// created_at,url}]}`, newest first.
+async fn list(_: Admin, state: web::Data<AppState>, page: Page) -> ApiResult {
+    let listed = state.read(move |r| r.with_conn(|c| files::list(c, page.limit, page.offset))).await??;
+    let files: Vec<serde_json::Value> = listed
+        .into_iter()
+        .map(|f| {
+            let url = format!("/api/files/{}", f.id);
+            let mut v = json!(f);
+            v["url"] = json!(url);
+            v
+        })
+        .collect();
+    Ok(HttpResponse::Ok().json(json!({ "files": files, "limit": page.limit, "offset": page.offset })))
 }
 
 fn io(e: std::io::Error) -> ApiError {

@@ -22,7 +22,17 @@ pub const MAX_LIST_LIMIT: usize = 1000;
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(resource("/api/jobs").route(web::post().to(enqueue)).route(web::get().to(list)))
         .service(resource("/api/jobs/{id}").route(web::get().to(get)))
-        .service(resource("/api/jobs/{id}/retry").route(web::post().to(retry)));
+        .service(resource("/api/jobs/{id}/retry").route(web::post().to(retry)))
+        .service(resource("/api/admin/cron").route(web::get().to(cron)));
+}
+
+/// Admin (Studio): `{"entries":[{name,cron,payload,last_fire,next_fire}]}`, built-in entries
+/// first, then the manifest's.
+async fn cron(_: Admin, state: web::Data<AppState>) -> ApiResult {
+    let defs = state.plaza.manifest.jobs.clone();
+    let now = chrono::Utc::now().timestamp_millis();
+    let entries = state.read(move |r| r.with_conn(|c| jobs::scheduler::schedule(c, &defs, now))).await??;
+    Ok(HttpResponse::Ok().json(json!({ "entries": entries })))
 }
 
 fn field<'a>(body: &'a Value, name: &str) -> Option<&'a Value> {

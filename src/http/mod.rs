@@ -12,6 +12,7 @@ pub mod jobs;
 pub mod ops;
 pub mod rooms;
 pub mod shards;
+pub mod studio;
 pub mod pubsub;
 pub mod query;
 pub mod sync;
@@ -95,6 +96,13 @@ pub const API_ROUTES: &[(&str, &str, &str, &str)] = &[
     ("get", "/api/auth/providers", "Configured OAuth / OpenID Connect sign-in providers", "accounts"),
     ("get", "/api/auth/login/{provider}", "302 to the provider (state + PKCE); ?return_to= on the allow-list", "accounts"),
     ("get", "/api/auth/callback/{provider}", "Provider callback: session cookie + 302 to the return URL", "accounts"),
+    ("get", "/api/admin/manifest", "The app manifest as loaded (admin; Studio)", "admin"),
+    ("get", "/api/admin/users", "Accounts, newest first: q, limit, offset (admin; Studio)", "admin"),
+    ("get", "/api/admin/sessions", "Every session and API key: user_id, limit (admin; Studio)", "admin"),
+    ("delete", "/api/admin/sessions/{id}", "Revoke any session or API key by its listed id (admin; Studio)", "admin"),
+    ("get", "/api/admin/files", "Uploaded files, newest first: limit, offset (admin; Studio)", "admin"),
+    ("get", "/api/admin/cache", "Cache keys in key order: prefix, limit (admin; Studio)", "admin"),
+    ("get", "/api/admin/cron", "Cron entries with their last and next fire (admin; Studio)", "admin"),
 ];
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
@@ -112,6 +120,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     jobs::routes(cfg);
     files::routes(cfg);
     query::routes(cfg);
+    studio::routes(cfg);
 }
 
 pub async fn route_not_found(req: HttpRequest) -> ApiResult {

@@ -8,13 +8,21 @@ use serde_json::{json, Map, Value};
 
 use super::{resource, API_ROUTES};
 use crate::error::ApiResult;
+use crate::extract::Admin;
 use crate::AppState;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(resource("/health").route(web::get().to(health)))
         .service(resource("/ready").route(web::get().to(ready)))
         .service(resource("/metrics").route(web::get().to(metrics)))
-        .service(resource("/api/openapi.json").route(web::get().to(openapi)));
+        .service(resource("/api/openapi.json").route(web::get().to(openapi)))
+        .service(resource("/api/admin/manifest").route(web::get().to(manifest)));
+}
+
+/// Admin (Studio): the app manifest as loaded (entities with their fields, policies, rooms,
+/// shards, jobs, topics), so the UI can build typed tables and forms.
+async fn manifest(_: Admin, state: web::Data<AppState>) -> HttpResponse {
+    HttpResponse::Ok().json(&*state.plaza.manifest)
 }
 
 async fn health(state: web::Data<AppState>) -> HttpResponse {
@@ -51,6 +59,7 @@ async fn metrics(state: web::Data<AppState>, req: HttpRequest) -> ApiResult {
     let bounds = state.plaza.changelog.send(Bounds).await?;
     let pubsub = state.plaza.pubsub.send(plaza_actors::pubsub::Stats).await?;
     let cache = state.plaza.cache.send(plaza_actors::cache::Stats).await?;
+    let writer = state.plaza.writer.send(plaza_actors::store::writer::Stats).await?;
     Ok(HttpResponse::Ok().json(json!({
         "requests": state.metrics.requests_json(),
         "changelog": {"last_seq": bounds.last_seq, "oldest_seq": bounds.oldest_seq},
@@ -60,6 +69,7 @@ async fn metrics(state: web::Data<AppState>, req: HttpRequest) -> ApiResult {
         "jobs": state.metrics.jobs.json(),
         "pubsub": pubsub,
         "cache": cache,
+        "writer": writer,
         "accounts": state.accounts.json(),
         "uptime_s": state.started.elapsed().as_secs(),
     })))

@@ -711,3 +711,38 @@ impl Handler<VerifyEmail> for Accounts {
         }))
     }
 }
+
+/// An account as the admin lists it (Studio): never its password hash or TOTP secret.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct UserSummary {
+    pub id: String,
+    pub email: Option<String>,
+    pub verified: bool,
+    pub has_password: bool,
+    pub totp_enabled: bool,
+    /// Milliseconds since the epoch.
+    pub created_at: i64,
+    pub last_login_at: Option<i64>,
+}
+
+/// Accounts newest first, a page at a time, optionally those whose email contains `search`.
+/// Read on the read threads: this actor writes every change through before it answers, so the
+/// table is as current as its memory.
+pub fn list_users(conn: &Connection, search: Option<&str>, limit: usize, offset: usize) -> Result<Vec<UserSummary>> {
+    let mut stmt = conn.prepare(
+        "SELECT id, email, verified, password_hash IS NOT NULL, totp_enabled, created_at, last_login_at FROM _plaza_users \
+         WHERE ?1 IS NULL OR instr(email, ?1) > 0 ORDER BY created_at DESC, id LIMIT ?2 OFFSET ?3",
+    )?;
+    let rows = stmt.query_map(rusqlite::params![search, limit as i64, offset as i64], |r| {
+        Ok(UserSummary {
+            id: r.get(0)?,
+            email: r.get(1)?,
+            verified: r.get(2)?,
+            has_password: r.get(3)?,
+            totp_enabled: r.get(4)?,
+            created_at: r.get(5)?,
+            last_login_at: r.get(6)?,
+        })
+    })?;
+    Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+}

@@ -65,6 +65,37 @@ pub fn entries(defs: &[JobDef]) -> Vec<(String, String, Value)> {
     out
 }
 
+/// A cron entry as Studio shows it: its expression, payload, last and next fire (RFC 3339).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct CronEntry {
+    pub name: String,
+    pub cron: String,
+    pub payload: Value,
+    pub last_fire: Option<String>,
+    pub next_fire: Option<String>,
+}
+
+/// Every cron entry (built-in and manifest) with its stored last fire and its next fire after
+/// `now_ms`. Read on the read threads from `_plaza_cron`, which each fire updates.
+pub fn schedule(conn: &Connection, defs: &[JobDef], now_ms: i64) -> Result<Vec<CronEntry>> {
+    use rusqlite::OptionalExtension;
+    let mut stmt = conn.prepare("SELECT last_fire FROM _plaza_cron WHERE name = ?")?;
+    entries(defs)
+        .into_iter()
+        .map(|(name, cron, payload)| {
+            let last = stmt.query_row([&name], |r| r.get::<_, i64>(0)).optional()?;
+            let next = parse_cron(&cron)?.after(&at(now_ms)).next();
+            Ok(CronEntry {
+                last_fire: last.map(|ms| at(ms).to_rfc3339_opts(chrono::SecondsFormat::Millis, true)),
+                next_fire: next.map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)),
+                name,
+                cron,
+                payload,
+            })
+        })
+        .collect()
+}
+
 impl Scheduler {
     /// Reads the stored fire times. Runs once at start, before serving.
     pub fn load(conn: &Connection, defs: &[JobDef], queue: Addr<JobQueue>, writer: Addr<Writer>, clock: SharedClock) -> Result<Scheduler> {

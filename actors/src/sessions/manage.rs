@@ -1,6 +1,7 @@
 //! What accounts ask of the SessionStore beyond sign-in: sessions for an account (with where
 //! they came from), the caller's session list and revocation by id, ending all of a user's
-//! sessions (password change, reset, guest upgrade), API keys, and the verified flag.
+//! sessions (password change, reset, guest upgrade), API keys, and the verified flag; and, for
+//! the admin (Studio), every session and revocation of any of them.
 
 use std::sync::Arc;
 
@@ -242,5 +243,78 @@ impl Handler<IssueApiKey> for SessionStore {
             };
             Ok((issued, info))
         }))
+    }
+}
+
+/// A session or API key as the admin sees it: whose it is, besides what its owner sees.
+#[derive(Debug, Clone, Serialize)]
+pub struct AdminSessionInfo {
+    pub user_id: String,
+    pub guest: bool,
+    /// `session` or `api_key`.
+    pub kind: &'static str,
+    #[serde(flatten)]
+    pub info: SessionInfo,
+}
+
+/// Every session and API key (of `user_id`, when given), newest first, at most `limit`;
+/// answers them and how many there are in all.
+#[derive(Message)]
+#[rtype(result = "(Vec<AdminSessionInfo>, usize)")]
+pub struct ListAll {
+    pub user_id: Option<String>,
+    pub limit: usize,
+}
+
+impl Handler<ListAll> for SessionStore {
+    type Result = MessageResult<ListAll>;
+    fn handle(&mut self, msg: ListAll, _: &mut Context<Self>) -> Self::Result {
+        let mut list: Vec<(i64, &String, &super::Session)> = self
+            .sessions
+            .iter()
+            .filter(|(_, s)| msg.user_id.as_deref().is_none_or(|u| u == s.user_id))
+            .map(|(sel, s)| (s.created_ms, sel, s))
+            .collect();
+        let total = list.len();
+        list.sort_unstable_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(b.1)));
+        let page = list
+            .into_iter()
+            .take(msg.limit)
+            .map(|(_, sel, s)| AdminSessionInfo {
+                user_id: s.user_id.clone(),
+                guest: s.guest,
+                kind: if s.key.is_some() { "api_key" } else { "session" },
+                info: SessionInfo {
+                    id: public_id(sel),
+                    created_at: rfc3339(s.created_ms),
+                    last_used_at: rfc3339(s.last_used_ms),
+                    expires_at: s.key.is_none().then(|| rfc3339(s.expires_at_ms)),
+                    user_agent: s.meta.user_agent.clone(),
+                    ip: s.meta.ip.clone(),
+                    name: s.key.as_ref().map(|k| k.name.clone()),
+                    scope: s.key.as_ref().map(|k| if k.read_only { "read" } else { "read_write" }),
+                    current: false,
+                },
+            })
+            .collect();
+        MessageResult((page, total))
+    }
+}
+
+/// Revokes any user's session or API key by its listed id (the admin); answers whether there
+/// was one. Its streams close as for any revocation.
+#[derive(Message)]
+#[rtype(result = "Result<bool>")]
+pub struct RevokeAny {
+    pub id: String,
+}
+
+impl Handler<RevokeAny> for SessionStore {
+    type Result = ResponseActFuture<Self, Result<bool>>;
+    fn handle(&mut self, msg: RevokeAny, _: &mut Context<Self>) -> Self::Result {
+        match self.sessions.keys().find(|sel| public_id(sel) == msg.id).cloned() {
+            None => Box::pin(fut::ready(Ok(false))),
+            Some(sel) => Box::pin(self.end(vec![sel]).map(|r, _, _| r.map(|n| n > 0))),
+        }
     }
 }

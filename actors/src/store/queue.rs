@@ -36,6 +36,11 @@ impl<T> FairQueue<T> {
         FairQueue { limits, clients: HashMap::new(), turns: VecDeque::new(), queued_ops: 0 }
     }
 
+    /// Ops waiting in all.
+    pub fn queued_ops(&self) -> usize {
+        self.queued_ops
+    }
+
     pub fn push(&mut self, client: Arc<str>, ops: usize, item: T) -> Result<(), Full<T>> {
         let mine = self.clients.get(&client).map_or(0, |(_, n)| *n);
         if self.queued_ops + ops > self.limits.queued_ops || mine + ops > self.limits.queued_ops_per_client {

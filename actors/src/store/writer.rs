@@ -270,6 +270,25 @@ impl Handler<WriteEach> for Writer {
     }
 }
 
+/// How much waits for the database: ops queued and groups handed to the connection but not yet
+/// committed (`/metrics` `writer`, Studio's write-queue chart).
+#[derive(Debug, Clone, Copy, serde::Serialize, MessageResponse)]
+pub struct WriterStats {
+    pub queued_ops: usize,
+    pub in_flight_groups: usize,
+}
+
+#[derive(Message)]
+#[rtype(result = "WriterStats")]
+pub struct Stats;
+
+impl Handler<Stats> for Writer {
+    type Result = WriterStats;
+    fn handle(&mut self, _: Stats, _: &mut Context<Self>) -> WriterStats {
+        WriterStats { queued_ops: self.queue.queued_ops(), in_flight_groups: self.in_flight }
+    }
+}
+
 // ---------------------------------------------------------------- the connection
 
 pub struct SqliteWriter {

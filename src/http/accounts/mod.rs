@@ -6,6 +6,7 @@
 //! Credential attempts are limited per client IP here (`PLAZA_LOGIN_RATE_LIMIT`) and per
 //! account in the actor (`PLAZA_LOGIN_MAX_FAILURES`); both answer 429 with `Retry-After`.
 
+pub mod admin;
 pub mod keys;
 pub mod oauth;
 pub mod totp;
@@ -88,6 +89,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     keys::routes(cfg);
     totp::routes(cfg);
     oauth::routes(cfg);
+    admin::routes(cfg);
 }
 
 /// One credential attempt from this client IP; 429 past `PLAZA_LOGIN_RATE_LIMIT` a minute.
