@@ -413,6 +413,18 @@ async fn search_ranks_counts_facets_and_stays_in_step_with_writes() {
     let (_, body) = search(&srv, &alice, "q=milk").await;
     assert_eq!((ids(&body["data"]), &body["total"]), (vec!["again"], &json!(1)), "a failed op leaves no index entry");
 
+    // The admin reads every row, so its search takes facets from the index's own copy of
+    // them (no read of the entity's rows): a facet-only update moves the counts.
+    let (status, body) = search(&srv, ADMIN, "q=milk&facets=status,priority").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["facets"], json!({"status": {"open": 1, "hidden": 1}, "priority": {"null": 2}}), "{body}");
+    assert_eq!(ids(&body["data"]), ["secret", "again"], "the focused row first: {body}");
+    let (status, _) = http(&srv, ADMIN, "PATCH", "/api/entities/Todo/again", Some(json!({"status": "done", "priority": 3}))).await;
+    assert_eq!(status, 200);
+    let (_, body) = search(&srv, ADMIN, "q=milk&facets=status,priority").await;
+    assert_eq!(body["facets"], json!({"status": {"done": 1, "hidden": 1}, "priority": {"3": 1, "null": 1}}), "{body}");
+    assert_eq!(body["data"][1]["status"], "done");
+
     // Without q: every readable row the filter selects, facets over them.
     let (status, body) = search(&srv, &alice, "facets=status&limit=0").await;
     assert_eq!(status, 200, "{body}");

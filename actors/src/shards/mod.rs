@@ -7,6 +7,8 @@
 //!   `Subscribe`, `Unsubscribe`, `Info`, `Snapshot`, `Stop`. Each tick is published once, as
 //!   serialised frames, on a watch channel every subscriber reads from: a slow subscriber only
 //!   ever skips to the latest tick, and the shard never waits on anyone.
+//! - [`clock`]: one tick clock thread per shard arbiter, waking each shard when its next tick
+//!   is due (finer than tokio's millisecond timer); both run at a raised priority where allowed.
 //! - [`registry`]: `ShardRegistry`, shard name → `Addr<Shard>`; starts shards round-robin on
 //!   a small pool of arbiters of their own (never the ones serving sockets), loads persisted
 //!   snapshots on the read threads, stops them all on drain.
@@ -14,6 +16,7 @@
 //! Simulation code runs behind `catch_unwind`: a panic stops only its shard.
 
 pub mod arena;
+pub mod clock;
 pub mod registry;
 pub mod shard;
 pub mod simulation;

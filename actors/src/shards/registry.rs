@@ -13,6 +13,7 @@ use dashmap::mapref::entry::Entry;
 use dashmap::DashMap;
 use serde_json::Value;
 
+use super::clock::{raise_priority, TickClock};
 use super::shard::{Boot, Info, Input, InputRefused, Shard, ShardInfo, Stop};
 use super::{Loader, ShardLimits, ShardObserver, ShardSpec, SimulationKinds, DEFAULT_TICK_HZ};
 use crate::error::{PlazaError, Result};
@@ -27,7 +28,8 @@ pub struct ShardRegistry {
 
 struct Inner {
     shards: Arc<DashMap<String, Addr<Shard>>>,
-    arbiters: Vec<ArbiterHandle>,
+    /// Each shard arbiter with the clock thread that wakes its shards.
+    arbiters: Vec<(ArbiterHandle, TickClock)>,
     next: AtomicUsize,
     kinds: SimulationKinds,
     limits: ShardLimits,
@@ -62,7 +64,14 @@ impl ShardRegistry {
             0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
             n => n,
         };
-        let arbiters = (0..threads).map(|_| Arbiter::new().handle()).collect();
+        let arbiters = (0..threads)
+            .map(|i| {
+                let arbiter = Arbiter::new().handle();
+                arbiter.spawn_fn(|| raise_priority("shard arbiter"));
+                let clock = TickClock::start(format!("shard-clock-{i}")).expect("the OS refused to start a shard clock thread");
+                (arbiter, clock)
+            })
+            .collect();
         let inner = Inner { shards: Arc::new(DashMap::new()), arbiters, next: AtomicUsize::new(0), kinds, limits, observer, writer, readers };
         ShardRegistry { inner: Arc::new(inner) }
     }
@@ -122,11 +131,12 @@ impl ShardRegistry {
         match inner.shards.entry(spec.name.clone()) {
             Entry::Occupied(_) => Err(PlazaError::Conflict(format!("shard '{}' is already running", spec.name))),
             Entry::Vacant(slot) => {
-                let arbiter = &inner.arbiters[inner.next.fetch_add(1, Ordering::Relaxed) % inner.arbiters.len()];
+                let (arbiter, clock) = &inner.arbiters[inner.next.fetch_add(1, Ordering::Relaxed) % inner.arbiters.len()];
+                let clock = clock.clone();
                 let load = spec.persist.then(|| (inner.readers.clone(), spec.name.clone(), spec.sim.clone()));
                 let (limits, observer, names, writer) =
                     (inner.limits.clone(), inner.observer.clone(), inner.shards.clone(), inner.writer.clone());
-                let addr = Shard::start_in_arbiter(arbiter, move |_| Shard::new(spec, limits, observer, names, writer));
+                let addr = Shard::start_in_arbiter(arbiter, move |_| Shard::new(spec, limits, observer, names, writer, clock));
                 let booted = addr.send(Boot { kind, load: load.map(|(readers, name, sim)| Loader { readers, name, sim }) });
                 slot.insert(addr);
                 Ok(booted)

@@ -23,6 +23,7 @@ use rusqlite::types::Value as SqlValue;
 use serde_json::Value;
 use tokio::sync::watch;
 
+use super::clock::{Tick, TickClock};
 use super::simulation::Instance;
 use super::{ShardLimits, ShardObserver, ShardSpec, SAVE_SQL};
 use crate::error::PlazaError;
@@ -113,6 +114,7 @@ pub struct Shard {
     observer: Arc<dyn ShardObserver>,
     names: Arc<DashMap<String, Addr<Shard>>>,
     writer: Addr<Writer>,
+    clock: TickClock,
     period: Duration,
     dt: f64,
     /// Tick N since `epoch` is due at `epoch + N * period`.
@@ -150,6 +152,7 @@ impl Shard {
         observer: Arc<dyn ShardObserver>,
         names: Arc<DashMap<String, Addr<Shard>>>,
         writer: Addr<Writer>,
+        clock: TickClock,
     ) -> Shard {
         let name: Arc<str> = spec.name.as_str().into();
         let name_json = serde_json::to_string(&spec.name).unwrap_or_else(|_| "\"\"".into());
@@ -164,6 +167,7 @@ impl Shard {
             observer,
             names,
             writer,
+            clock,
             period,
             dt: period.as_secs_f64(),
             epoch: Instant::now(),
@@ -256,7 +260,7 @@ impl Shard {
             self.since_epoch = 0;
             due = now;
         }
-        ctx.run_later(due.saturating_duration_since(now), |act, ctx| act.run_tick(ctx));
+        self.clock.wake_at(due, ctx.address().recipient());
     }
 
     fn run_tick(&mut self, ctx: &mut Context<Self>) {
@@ -368,6 +372,13 @@ impl Actor for Shard {
             self.observer.stopped(&self.name, self.ended == Some(Ended::Crashed));
         }
         tracing::info!(shard = %self.name, tick = self.tick, ended = ?self.ended, "shard stopped");
+    }
+}
+
+impl Handler<Tick> for Shard {
+    type Result = ();
+    fn handle(&mut self, _: Tick, ctx: &mut Context<Self>) {
+        self.run_tick(ctx);
     }
 }
 

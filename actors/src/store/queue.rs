@@ -56,6 +56,10 @@ impl<T> FairQueue<T> {
         Ok(())
     }
 
+    pub fn is_empty(&self) -> bool {
+        self.queued_ops == 0 && self.turns.is_empty()
+    }
+
     /// The next group: one item from each client in turn, within the group's bounds.
     pub fn next_group(&mut self) -> Vec<T> {
         let (mut group, mut ops) = (Vec::new(), 0);

@@ -42,6 +42,9 @@ pub const MAX_QUEUED_OPS: usize = 200_000;
 pub const MAX_QUEUED_OPS_PER_CLIENT: usize = 20_000;
 /// What an overloaded caller is told to wait before retrying.
 pub const OVERLOADED_RETRY_SECS: u64 = 1;
+/// Quiet time after which the Writer spends the connection's idle moments on maintenance
+/// (merging full-text index segments, which then stays off the commit path).
+pub const IDLE_BEFORE_MAINTENANCE: std::time::Duration = std::time::Duration::from_millis(20);
 #[derive(Debug, Clone)]
 pub enum WriteOp {
     Insert { entity: String, row: NewRow },
@@ -160,12 +163,14 @@ pub struct Writer {
     queue: FairQueue<Queued>,
     /// Groups handed to the connection and not yet answered.
     in_flight: usize,
+    /// A maintenance step is scheduled or running.
+    maintaining: bool,
 }
 
 impl Writer {
     pub fn new(worker: Addr<SqliteWriter>, changelog: Addr<ChangeLog>) -> Self {
         let limits = Limits { group_units: MAX_GROUP, group_ops: MAX_GROUP_OPS, queued_ops: MAX_QUEUED_OPS, queued_ops_per_client: MAX_QUEUED_OPS_PER_CLIENT };
-        Writer { worker, changelog, queue: FairQueue::new(limits), in_flight: 0 }
+        Writer { worker, changelog, queue: FairQueue::new(limits), in_flight: 0, maintaining: false }
     }
 
     fn enqueue(&mut self, unit: Unit, ctx: &mut Context<Self>) -> oneshot::Receiver<Outcome> {
@@ -186,6 +191,9 @@ impl Writer {
         }
         let group = self.queue.next_group();
         if group.is_empty() {
+            if self.in_flight == 0 {
+                self.when_idle(ctx);
+            }
             return;
         }
         self.in_flight += 1;
@@ -217,6 +225,35 @@ impl Writer {
             })
             .spawn(ctx);
         self.flush(ctx);
+    }
+}
+
+impl Writer {
+    /// After `IDLE_BEFORE_MAINTENANCE` with nothing to commit, one bounded maintenance step;
+    /// again while it reports more work and nothing else arrived.
+    fn when_idle(&mut self, ctx: &mut Context<Self>) {
+        if self.maintaining {
+            return;
+        }
+        self.maintaining = true;
+        ctx.run_later(IDLE_BEFORE_MAINTENANCE, |act, ctx| {
+            if act.in_flight > 0 || !act.queue.is_empty() {
+                act.maintaining = false;
+                return;
+            }
+            act.worker
+                .send(Maintain)
+                .into_actor(act)
+                .map(|outcome, act, ctx| {
+                    act.maintaining = false;
+                    match outcome {
+                        Ok(Ok(true)) if act.in_flight == 0 && act.queue.is_empty() => act.when_idle(ctx),
+                        Ok(Err(e)) => tracing::warn!(error = %e, "writer maintenance failed"),
+                        _ => {}
+                    }
+                })
+                .spawn(ctx);
+        });
     }
 }
 
@@ -401,6 +438,19 @@ impl Handler<CommitGroup> for SqliteWriter {
         tx.commit()?;
         self.bounds = LogBounds { oldest_seq: self.bounds.oldest_seq.max(cutoff + 1), last_seq };
         Ok(GroupCommitted { outcomes, bounds: self.bounds })
+    }
+}
+
+/// One bounded step of maintenance while the Writer is idle; answers whether more is left.
+#[derive(Message)]
+#[rtype(result = "Result<bool>")]
+pub struct Maintain;
+
+impl Handler<Maintain> for SqliteWriter {
+    type Result = Result<bool>;
+    fn handle(&mut self, _: Maintain, _: &mut SyncContext<Self>) -> Self::Result {
+        let conn = self.conn.as_mut().map_err(|e| PlazaError::Unavailable(e.clone()))?;
+        super::search::merge_step(conn, &self.manifest)
     }
 }
 
