@@ -80,9 +80,10 @@ pub fn start(options: StoreOptions, manifest: AppManifest, settings: Settings) -
     let fanout_policies = policies.clone();
     let fanout = changelog::Fanout::start_in_arbiter(&Arbiter::new().handle(), move |_| changelog::Fanout::new(fanout_policies));
     let changelog = ChangeLog::new(opened.bounds, changelog::DEFAULT_TAIL, fanout).start();
-    let (factory_manifest, factory_policies) = (manifest.clone(), policies.clone());
-    let worker =
-        SyncArbiter::start(1, move || SqliteWriter::open(&options, factory_manifest.clone(), factory_policies.clone()));
+    let (factory_manifest, factory_policies, version) = (manifest.clone(), policies.clone(), opened.reader.data_version());
+    let worker = SyncArbiter::start(1, move || {
+        SqliteWriter::open(&options, factory_manifest.clone(), factory_policies.clone(), version.clone())
+    });
     let writer = Writer::new(worker, changelog.clone()).start();
     let streams = streams::Streams::new(settings.streams_per_ip).start();
     accounts::schema::migrate(&opened.setup)?;

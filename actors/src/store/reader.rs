@@ -24,11 +24,34 @@ pub struct Reader {
     pub(super) pool: ReadPool,
     manifest: Arc<AppManifest>,
     policies: Arc<Policies>,
+    pub(super) version: DataVersion,
+}
+
+/// Counts the Writer's commits. A reader that sees the same count before two reads knows
+/// nothing was committed between them: what the search cache is keyed by. The Writer bumps it
+/// right after each commit, before anyone is answered, so a caller's own acknowledged write is
+/// always seen.
+#[derive(Debug, Clone, Default)]
+pub struct DataVersion(Arc<std::sync::atomic::AtomicU64>);
+
+impl DataVersion {
+    pub fn get(&self) -> u64 {
+        self.0.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    pub fn bump(&self) {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::Release);
+    }
 }
 
 impl Reader {
     pub fn new(pool: ReadPool, manifest: Arc<AppManifest>, policies: Arc<Policies>) -> Self {
-        Reader { pool, manifest, policies }
+        Reader { pool, manifest, policies, version: DataVersion::default() }
+    }
+
+    /// The commit count the Writer must bump (see [`DataVersion`]).
+    pub fn data_version(&self) -> DataVersion {
+        self.version.clone()
     }
 
     pub fn manifest(&self) -> &Arc<AppManifest> {

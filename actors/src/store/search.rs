@@ -222,6 +222,24 @@ pub fn merge_step(conn: &Connection, manifest: &AppManifest) -> Result<bool> {
     Ok(worked)
 }
 
+/// Results one read thread keeps for searches repeated with nothing committed in between.
+pub const RECENT_SEARCHES: usize = 32;
+/// Larger pages are not kept.
+pub const RECENT_SEARCH_MAX_ROWS: usize = 100;
+
+/// A read thread's recent search results, all computed at one commit count: the first search
+/// after a commit finds a newer count and starts over. Per thread, so no lock; each read thread
+/// computes a repeated search once per commit.
+#[derive(Default)]
+struct RecentSearches {
+    version: u64,
+    results: HashMap<String, SearchResult>,
+}
+
+thread_local! {
+    static RECENT: std::cell::RefCell<RecentSearches> = std::cell::RefCell::new(RecentSearches::default());
+}
+
 /// What `GET /api/search/:Entity` asks.
 #[derive(Debug, Clone)]
 pub struct SearchRequest {
@@ -291,12 +309,32 @@ impl Reader {
             }
             None => format!("SELECT t.\"id\", 0.0{facet_cols} FROM \"{}\" t WHERE {where_sql}", def.name),
         };
+        // The statement and its parameters hold the text, filter, policy and facets asked for.
+        let key = format!("{sql}\u{0}{params:?}\u{0}{}\u{0}{}", req.limit, req.offset);
+        let version = self.version.get();
+        let recent = RECENT.with_borrow(|r| if r.version == version { r.results.get(&key).cloned() } else { None });
+        if let Some(found) = recent {
+            return Ok(found);
+        }
+        let found = self.run_search(def, &sql, params, req)?;
+        if found.data.len() <= RECENT_SEARCH_MAX_ROWS {
+            RECENT.with_borrow_mut(|r| {
+                if r.version != version || r.results.len() >= RECENT_SEARCHES {
+                    *r = RecentSearches { version, results: HashMap::new() };
+                }
+                r.results.insert(key, found.clone());
+            });
+        }
+        Ok(found)
+    }
+
+    fn run_search(&self, def: &EntityDef, sql: &str, params: Vec<SqlValue>, req: &SearchRequest) -> Result<SearchResult> {
         let mut conn = self.pool.get()?;
         let tx = conn.transaction()?;
         let mut hits: Vec<(f64, String)> = Vec::new();
         let mut counts: Vec<HashMap<String, u64>> = vec![HashMap::new(); req.facets.len()];
         {
-            let mut stmt = tx.prepare_cached(&sql)?;
+            let mut stmt = tx.prepare_cached(sql)?;
             let mut cursor = stmt.query(params_from_iter(params))?;
             while let Some(r) = cursor.next()? {
                 hits.push((r.get(1)?, r.get(0)?));

@@ -25,7 +25,7 @@ use crate::model::manifest::{AppManifest, EntityDef};
 use crate::model::policy::{AuthContext, Policies};
 use crate::model::rows::{self, NewRow, Row};
 use crate::store::queue::{FairQueue, Full, Limits};
-use crate::store::reader::read_row;
+use crate::store::reader::{read_row, DataVersion};
 use crate::store::{open_write_connection, StoreOptions};
 
 /// Most units folded into one transaction; bounds commit latency under load.
@@ -336,6 +336,8 @@ pub struct SqliteWriter {
     bounds: LogBounds,
     retain: i64,
     op_retain: i64,
+    /// Bumped after every commit (readers' caches are keyed by it).
+    version: DataVersion,
 }
 
 #[derive(Message)]
@@ -354,7 +356,7 @@ impl Actor for SqliteWriter {
 impl SqliteWriter {
     /// Opens the write connection. Called by the SyncArbiter's factory, which cannot fail, so a
     /// failure is kept and reported on every commit instead.
-    pub fn open(options: &StoreOptions, manifest: Arc<AppManifest>, policies: Arc<Policies>) -> Self {
+    pub fn open(options: &StoreOptions, manifest: Arc<AppManifest>, policies: Arc<Policies>, version: DataVersion) -> Self {
         let opened = open_write_connection(&options.path, options.durability)
             .and_then(|conn| read_bounds(&conn).map(|bounds| (conn, bounds)));
         let (conn, bounds) = match opened {
@@ -371,6 +373,7 @@ impl SqliteWriter {
             bounds,
             retain: options.changelog_retain.max(1),
             op_retain: options.op_retain.max(1),
+            version,
         }
     }
 }
@@ -436,6 +439,7 @@ impl Handler<CommitGroup> for SqliteWriter {
             )?;
         }
         tx.commit()?;
+        self.version.bump();
         self.bounds = LogBounds { oldest_seq: self.bounds.oldest_seq.max(cutoff + 1), last_seq };
         Ok(GroupCommitted { outcomes, bounds: self.bounds })
     }
