@@ -26,6 +26,7 @@ use crate::model::policy::{AuthContext, Policies};
 use crate::model::rows::{self, NewRow, Row};
 use crate::store::queue::{FairQueue, Full, Limits};
 use crate::store::reader::read_row;
+use crate::store::checkpoint::Checkpointer;
 use crate::store::{open_write_connection, StoreOptions};
 
 /// Most units folded into one transaction; bounds commit latency under load.
@@ -280,6 +281,8 @@ pub struct SqliteWriter {
     bounds: LogBounds,
     retain: i64,
     op_retain: i64,
+    /// Checkpoints the WAL on its own thread while this connection commits.
+    _checkpointer: Option<Checkpointer>,
 }
 
 #[derive(Message)]
@@ -308,7 +311,19 @@ impl SqliteWriter {
                 (Err(e.to_string()), LogBounds { oldest_seq: 1, last_seq: 0 })
             }
         };
+        let checkpointer = match Checkpointer::start(&options.path, options.durability) {
+            Ok(c) => Some(c),
+            Err(e) => {
+                // Back to SQLite's own checkpoints in the commit path rather than a growing WAL.
+                tracing::error!(error = %e, "no checkpoint thread; checkpointing on commit");
+                if let Ok(conn) = &conn {
+                    let _ = conn.execute_batch("PRAGMA wal_autocheckpoint=1000;");
+                }
+                None
+            }
+        };
         SqliteWriter {
+            _checkpointer: checkpointer,
             conn,
             manifest,
             policies,

@@ -1,0 +1,44 @@
+//! The WAL checkpoint, off the commit path. SQLite's automatic checkpoint runs inside the
+//! commit that crosses the threshold, so every thousandth write or so waited for pages to be
+//! copied into the database file. The write connection turns it off (`wal_autocheckpoint=0`)
+//! and this thread, on a connection of its own, runs a PASSIVE checkpoint every
+//! [`CHECKPOINT_EVERY`]: it never blocks the writer or a reader, and the writer restarts the WAL
+//! from its start once everything in it is checkpointed, so the WAL stays about as large as a
+//! few hundred milliseconds of writes (and `journal_size_limit` truncates the file after a burst).
+//! Durability does not depend on it: a commit is in the WAL before it is acknowledged.
+
+use std::path::Path;
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::time::Duration;
+
+use crate::error::{PlazaError, Result};
+use crate::store::{open_write_connection, Durability};
+
+/// How often the WAL is copied back into the database file.
+pub const CHECKPOINT_EVERY: Duration = Duration::from_millis(200);
+
+/// The checkpoint thread; it stops when this is dropped (with the write connection's owner).
+pub struct Checkpointer {
+    _stop: mpsc::Sender<()>,
+}
+
+impl Checkpointer {
+    pub fn start(path: &Path, durability: Durability) -> Result<Checkpointer> {
+        let conn = open_write_connection(path, durability)?;
+        let (stop, stopped) = mpsc::channel::<()>();
+        std::thread::Builder::new()
+            .name("plaza-checkpoint".into())
+            .spawn(move || loop {
+                match stopped.recv_timeout(CHECKPOINT_EVERY) {
+                    Err(RecvTimeoutError::Timeout) => {
+                        if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+                            tracing::warn!(error = %e, "WAL checkpoint failed; retrying");
+                        }
+                    }
+                    Ok(()) | Err(RecvTimeoutError::Disconnected) => break,
+                }
+            })
+            .map_err(|e| PlazaError::Internal(format!("cannot start the checkpoint thread: {e}")))?;
+        Ok(Checkpointer { _stop: stop })
+    }
+}
