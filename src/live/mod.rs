@@ -413,3 +413,28 @@ pub fn filter_param(query: &HashMap<String, String>) -> Result<Option<Value>, Ap
         .map(|f| serde_json::from_str(f).map_err(|e| PlazaError::Validation(format!("filter is not JSON: {e}")).into()))
         .transpose()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn change_frames_are_shared_only_for_the_same_event_and_subscription() {
+        let a = SharedFrame::change("s", 7, r#"{"seq":7}"#);
+        let again = SharedFrame::change("s", 7, r#"{"seq":7}"#);
+        assert_eq!(&*a.text, r#"{"type":"change","sub":"s","event":{"seq":7}}"#);
+        assert_eq!(a.text.as_bytes().as_ptr(), again.text.as_bytes().as_ptr(), "built once, shared");
+        let other_app = SharedFrame::change("s", 7, r#"{"seq":7,"entity":"Other"}"#);
+        assert_eq!(&*other_app.text, r#"{"type":"change","sub":"s","event":{"seq":7,"entity":"Other"}}"#);
+        let other_sub = SharedFrame::change("q\"", 7, r#"{"seq":7}"#);
+        assert_eq!(&*other_sub.text, r#"{"type":"change","sub":"q\"","event":{"seq":7}}"#);
+    }
+
+    #[test]
+    fn shared_json_frames_keep_the_text() {
+        let json: Arc<str> = r#"{"type":"room"}"#.into();
+        let frame = SharedFrame::json("room", &json);
+        assert_eq!(&*frame.text, &*json);
+        assert_eq!(Frame::from(frame).text, r#"{"type":"room"}"#);
+    }
+}

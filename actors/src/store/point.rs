@@ -68,3 +68,40 @@ impl PointReads {
         Ok(conn)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn store_with(dir: &tempfile::TempDir, name: &str, value: &str) -> PointReads {
+        let path = dir.path().join(name);
+        let conn = Connection::open(&path).unwrap();
+        conn.execute_batch(&format!("PRAGMA journal_mode=WAL; CREATE TABLE t (id TEXT PRIMARY KEY, v TEXT); INSERT INTO t VALUES ('a', '{value}');"))
+            .unwrap();
+        PointReads::new(&path)
+    }
+
+    fn read(store: &PointReads) -> String {
+        store.with_conn(|c| Ok(c.query_row("SELECT v FROM t WHERE id = 'a'", [], |r| r.get(0))?)).unwrap()
+    }
+
+    #[test]
+    fn each_store_reads_its_own_file_on_one_thread_and_sees_later_commits() {
+        let dir = tempfile::tempdir().unwrap();
+        let (one, two) = (store_with(&dir, "one.db", "first"), store_with(&dir, "two.db", "second"));
+        assert_eq!((read(&one), read(&two)), ("first".to_string(), "second".to_string()));
+        Connection::open(dir.path().join("one.db")).unwrap().execute("UPDATE t SET v = 'changed'", []).unwrap();
+        assert_eq!(read(&one), "changed", "a kept connection still sees what was committed since");
+    }
+
+    #[test]
+    fn a_dropped_store_closes_its_connection_on_the_next_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let (gone, kept) = (store_with(&dir, "gone.db", "x"), store_with(&dir, "kept.db", "y"));
+        read(&gone);
+        read(&kept);
+        drop(gone);
+        read(&kept);
+        assert_eq!(CONNECTIONS.with(|c| c.borrow().len()), 1);
+    }
+}

@@ -521,7 +521,8 @@ fn apply(conn: &Connection, ctx: &OpContext<'_>, op: WriteOp, done: &[Change]) -
     };
     // A delete stores the row it removed, so read policies can be checked on the event later.
     let stored = data.as_ref().or(prior.as_ref());
-    let payload = stored.map(|d| serde_json::Value::Object(d.clone()).to_string());
+    // Serialised from the row as it is (no copy into a `Value` first).
+    let payload = stored.map(serde_json::to_string).transpose().map_err(|e| PlazaError::Internal(e.to_string()))?;
     conn.prepare_cached("INSERT INTO _plaza_changes (entity, row_id, kind, data, ts) VALUES (?,?,?,?,?)")?
         .execute(rusqlite::params![entity, row_id, kind.as_str(), payload, now])?;
     Ok(Some(Change { seq: conn.last_insert_rowid(), entity, row_id, kind, data, timestamp: now.to_string(), prior }))

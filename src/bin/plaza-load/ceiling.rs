@@ -12,7 +12,8 @@
 //! - `GET /api/entities/{entity}/cursor`, `PATCH`/`DELETE /api/entities/{entity}/{id}`:
 //!   registered so the route table has the same shape; they answer canned bodies too.
 //!
-//! Responses carry the two default security headers Plaza adds, so the bytes on the wire match.
+//! Responses carry the headers Plaza adds to every answer (security headers, CORS `vary` and
+//! credentials), so the bytes on the wire match.
 //! `plaza-load ceiling` on its own serves until it is stopped (SIGTERM or Ctrl-C), printing
 //! `listening on ADDR` like `plaza`.
 
@@ -25,7 +26,7 @@ use clap::Args as ClapArgs;
 use crate::process::{Launch, PlazaProcess, StartError, STARTUP_TIMEOUT};
 
 /// A row shaped and sized as Plaza's `Bench` rows are (uuid v7 id, millisecond timestamps).
-const ROW: &str = r#"{"id":"0192f3a4-5b6c-7d8e-9fa0-b1c2d3e4f5a6","createdAt":"2026-11-30T04:00:00.000Z","updatedAt":"2026-11-30T04:00:00.000Z","title":"item 123456","n":123456,"done":false}"#;
+const ROW: &str = r#"{"id":"0192f3a4-5b6c-7d8e-9fa0-b1c2d3e4f5a6","createdAt":"2026-11-30T04:00:00.000Z","updatedAt":"2026-11-30T04:00:00.000Z","title":"item 123456","n":123456,"done":0}"#;
 /// Rows in a list page (the `http` mode asks for `limit=20`).
 const PAGE_ROWS: usize = 20;
 
@@ -92,6 +93,8 @@ async fn canned(status: StatusCode, body: web::Bytes) -> HttpResponse {
         .content_type("application/json")
         .insert_header(("X-Content-Type-Options", "nosniff"))
         .insert_header(("X-Frame-Options", "DENY"))
+        .insert_header(("Vary", "Origin, Access-Control-Request-Method, Access-Control-Request-Headers"))
+        .insert_header(("Access-Control-Allow-Credentials", "true"))
         .body(body)
 }
 

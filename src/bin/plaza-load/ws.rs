@@ -15,7 +15,13 @@
 //! [`DRAIN_TIMEOUT`] for in-flight deliveries, then prints writes/s achieved, deliveries expected
 //! (ok writes × subscribed sockets) and received, delivered messages/s, p50/p95/p99/max latency,
 //! error frames (such as `SLOW_CONSUMER`) and disconnects, the server's own commit → socket
-//! figures from `/metrics`, and the command that reproduces the run.
+//! figures from `/metrics`, the server's CPU time per delivered frame (`/proc/<pid>/stat` over
+//! the writes and the drain), and the command that reproduces the run.
+//!
+//! Each socket needs a file descriptor on both sides: the tool raises its own soft open-file
+//! limit towards what the run needs (at most the hard limit; the spawned server inherits it)
+//! and refuses to start, naming `ulimit -n`, when that is not enough. `--server-workers N`
+//! gives the spawned server N HTTP workers (the threads the sockets live on).
 
 use std::cell::RefCell;
 use std::pin::pin;
@@ -72,6 +78,10 @@ pub struct Args {
     /// Client OS threads for the sockets, each with its own actix System.
     #[arg(long, default_value_t = DEFAULT_WS_THREADS)]
     threads: usize,
+    /// `--workers` (HTTP worker threads, which also run the sockets) for the spawned server;
+    /// its default is half the cores.
+    #[arg(long)]
+    server_workers: Option<usize>,
 }
 
 pub fn run(args: Args) -> Result<(), String> {
@@ -106,7 +116,12 @@ fn run_on(args: Args, channel: Channel) -> Result<(), String> {
     raise_fd_limit(fd_needed);
     check_fd_limit("this process", "self", fd_needed)?;
     let token = args.admin_token.clone().filter(|t| !t.is_empty());
-    let (target, mut server) = resolve_target(args.target.as_deref(), token, &["--ws-max-per-ip", WS_MAX_PER_IP])?;
+    let workers = args.server_workers.map(|w| w.to_string());
+    let mut extra = vec!["--ws-max-per-ip", WS_MAX_PER_IP];
+    if let Some(w) = &workers {
+        extra.extend(["--workers", w.as_str()]);
+    }
+    let (target, mut server) = resolve_target(args.target.as_deref(), token, &extra)?;
     if let Some(s) = &server {
         check_fd_limit("the plaza server", &s.pid().to_string(), fd_needed)?;
     }
@@ -288,16 +303,17 @@ fn run_on(args: Args, channel: Channel) -> Result<(), String> {
     print_server_log(&server, "  server log:       ");
     print_machine(&server, "  ");
     println!("  command:          {}", reproduce_command());
+    let server_flags = match (&args.target, args.server_workers) {
+        (Some(t), _) => format!(" --target {} --admin-token \"$PLAZA_ADMIN_TOKEN\"", shell_quote(t)),
+        (None, Some(w)) => format!(" --server-workers {w}"),
+        (None, None) => String::new(),
+    };
     println!(
-        "  effective:        plaza-load {mode} --subscribers {} --writes-per-sec {} --duration-secs {} --batch {} --threads {threads}{}",
+        "  effective:        plaza-load {mode} --subscribers {} --writes-per-sec {} --duration-secs {} --batch {} --threads {threads}{server_flags}",
         args.subscribers,
         args.writes_per_sec,
         args.duration_secs,
         args.batch,
-        match &args.target {
-            Some(t) => format!(" --target {} --admin-token \"$PLAZA_ADMIN_TOKEN\"", shell_quote(t)),
-            None => String::new(),
-        }
     );
     if let Some(s) = server.take() {
         s.stop();
