@@ -60,11 +60,13 @@ pub fn open_write_connection(path: &Path, durability: Durability) -> Result<Conn
         Durability::Normal => "NORMAL",
         Durability::Full => "FULL",
     };
-    // No checkpoint inside a commit: `checkpoint::Checkpointer` runs them on its own thread.
+    // With `normal`, no checkpoint inside a commit: `checkpoint::Checkpointer` runs them on its
+    // own thread. With `full` SQLite's automatic checkpoint stays (see `checkpoint`).
+    let autocheckpoint = if checkpoint::on_own_thread(durability) { 0 } else { 1000 };
     conn.execute_batch(&format!(
         "PRAGMA journal_mode=WAL; PRAGMA synchronous={sync}; PRAGMA busy_timeout=5000;
          PRAGMA foreign_keys=OFF; PRAGMA cache_size=-32000; PRAGMA temp_store=MEMORY;
-         PRAGMA wal_autocheckpoint=0; PRAGMA journal_size_limit={JOURNAL_SIZE_LIMIT};"
+         PRAGMA wal_autocheckpoint={autocheckpoint}; PRAGMA journal_size_limit={JOURNAL_SIZE_LIMIT};"
     ))?;
     conn.set_prepared_statement_cache_capacity(256);
     Ok(conn)

@@ -312,7 +312,7 @@ impl SqliteWriter {
             }
         };
         let checkpointer = match Checkpointer::start(&options.path, options.durability) {
-            Ok(c) => Some(c),
+            Ok(c) => c,
             Err(e) => {
                 // Back to SQLite's own checkpoints in the commit path rather than a growing WAL.
                 tracing::error!(error = %e, "no checkpoint thread; checkpointing on commit");
