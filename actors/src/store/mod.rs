@@ -60,9 +60,10 @@ pub fn open_write_connection(path: &Path, durability: Durability) -> Result<Conn
         Durability::Normal => "NORMAL",
         Durability::Full => "FULL",
     };
-    // With `normal`, no checkpoint inside a commit: `checkpoint::Checkpointer` runs them on its
-    // own thread. With `full` SQLite's automatic checkpoint stays (see `checkpoint`).
-    let autocheckpoint = if checkpoint::on_own_thread(durability) { 0 } else { 1000 };
+    // With `normal`, `checkpoint::Checkpointer` copies the WAL back on its own thread and a
+    // commit checkpoints only as a backstop, when the WAL has grown past `BACKSTOP_PAGES`
+    // frames. With `full` SQLite's usual threshold stays (see `checkpoint`).
+    let autocheckpoint = if checkpoint::on_own_thread(durability) { checkpoint::BACKSTOP_PAGES } else { 1000 };
     conn.execute_batch(&format!(
         "PRAGMA journal_mode=WAL; PRAGMA synchronous={sync}; PRAGMA busy_timeout=5000;
          PRAGMA foreign_keys=OFF; PRAGMA cache_size=-32000; PRAGMA temp_store=MEMORY;
