@@ -275,7 +275,6 @@ pub fn configure(state: web::Data<AppState>) -> impl FnOnce(&mut web::ServiceCon
             .wrap(cors(&state.config))
             .wrap(headers)
             .wrap(from_fn(middleware::request_log::record))
-            .wrap(tracing_actix_web::TracingLogger::<middleware::request_log::RequestSpan>::new())
             .configure(http::routes)
             .configure(ws::routes)
             .default_service(web::to(http::route_not_found));

@@ -13,7 +13,8 @@ use std::sync::Arc;
 
 use actix::dev::ToEnvelope;
 use actix::prelude::*;
-use actix_web::web;
+use actix_web::web::{self, Bytes};
+use bytestring::ByteString;
 use plaza_actors::changelog::{Deliver, Replay, SlowConsumer, Subscribe, Subscription, Unsubscribe};
 use plaza_actors::model::change::Change;
 use plaza_actors::model::policy::AuthContext;
@@ -50,11 +51,89 @@ impl Frame {
         }
         Frame::json("error", &frame)
     }
+}
 
-    /// The change frame, identical on WebSocket and SSE; `event_json` is serialised once per event.
-    pub fn change(sub: &str, seq: i64, event_json: &str) -> Frame {
-        let sub = serde_json::to_string(sub).unwrap_or_else(|_| "\"\"".into());
-        Frame { kind: "change", seq: Some(seq), text: format!("{{\"type\":\"change\",\"sub\":{sub},\"event\":{event_json}}}") }
+/// A frame built once and written to many streams: its text is reference-counted, so a
+/// WebSocket writes the same bytes to every socket without a copy or an encoding per socket.
+pub struct SharedFrame {
+    pub kind: &'static str,
+    pub seq: Option<i64>,
+    pub text: ByteString,
+}
+
+impl SharedFrame {
+    /// A frame whose JSON was encoded once for every receiver (room events, pub/sub messages).
+    pub fn json(kind: &'static str, json: &Arc<str>) -> SharedFrame {
+        SharedFrame { kind, seq: None, text: shared_text(json) }
+    }
+
+    /// The change frame, identical on WebSocket and SSE; `event_json` is serialised once per
+    /// event. Every stream on a worker thread gets the same event, mostly under the same
+    /// subscription id, so the frame is built once per thread and shared (see [`ChangeFrames`]).
+    pub fn change(sub: &str, seq: i64, event_json: &str) -> SharedFrame {
+        let text = CHANGE_FRAMES.with(|frames| frames.borrow_mut().get(sub, seq, event_json));
+        SharedFrame { kind: "change", seq: Some(seq), text }
+    }
+}
+
+impl From<SharedFrame> for Frame {
+    fn from(f: SharedFrame) -> Frame {
+        Frame { kind: f.kind, seq: f.seq, text: f.text.to_string() }
+    }
+}
+
+/// The bytes of `json` as frame text, without copying them.
+fn shared_text(json: &Arc<str>) -> ByteString {
+    // SAFETY: the bytes come from a `str`, so they are UTF-8.
+    unsafe { ByteString::from_bytes_unchecked(Bytes::from_owner(ArcText(json.clone()))) }
+}
+
+/// An `Arc<str>` as the owner of the bytes of a frame.
+struct ArcText(Arc<str>);
+
+impl AsRef<[u8]> for ArcText {
+    fn as_ref(&self) -> &[u8] {
+        self.0.as_bytes()
+    }
+}
+
+/// The change frames built last on this thread. A hit needs the same seq, subscription id and
+/// event text, so a frame is never shared between different events (or apps in one process).
+#[derive(Default)]
+struct ChangeFrames {
+    recent: Vec<CachedFrame>,
+    next: usize,
+}
+
+struct CachedFrame {
+    seq: i64,
+    sub: Box<str>,
+    event: ByteString,
+    text: ByteString,
+}
+
+/// Distinct (event, subscription id) pairs kept per thread.
+const CHANGE_FRAMES_KEPT: usize = 8;
+
+thread_local! {
+    static CHANGE_FRAMES: std::cell::RefCell<ChangeFrames> = std::cell::RefCell::default();
+}
+
+impl ChangeFrames {
+    fn get(&mut self, sub: &str, seq: i64, event_json: &str) -> ByteString {
+        if let Some(hit) = self.recent.iter().find(|f| f.seq == seq && &*f.sub == sub && &*f.event == event_json) {
+            return hit.text.clone();
+        }
+        let quoted = serde_json::to_string(sub).unwrap_or_else(|_| "\"\"".into());
+        let text: ByteString = format!("{{\"type\":\"change\",\"sub\":{quoted},\"event\":{event_json}}}").into();
+        let cached = CachedFrame { seq, sub: sub.into(), event: event_json.into(), text: text.clone() };
+        if self.recent.len() < CHANGE_FRAMES_KEPT {
+            self.recent.push(cached);
+        } else {
+            self.recent[self.next] = cached;
+            self.next = (self.next + 1) % CHANGE_FRAMES_KEPT;
+        }
+        text
     }
 }
 
@@ -73,6 +152,10 @@ pub struct Backlogged;
 pub trait Sink: Actor {
     fn core(&mut self) -> &mut StreamCore;
     fn write(&mut self, frame: Frame, ctx: &mut Self::Context) -> Result<(), Backlogged>;
+    /// Writes a frame shared with other streams; by default as an ordinary frame (a copy).
+    fn write_shared(&mut self, frame: SharedFrame, ctx: &mut Self::Context) -> Result<(), Backlogged> {
+        self.write(frame.into(), ctx)
+    }
     /// Closes the stream after the frames already written.
     fn close(&mut self, why: Closing, ctx: &mut Self::Context);
 }
@@ -189,13 +272,21 @@ pub fn send<A: Sink>(act: &mut A, ctx: &mut A::Context, frame: Frame) {
     }
 }
 
+/// Writes a shared frame; a full queue closes the stream as a slow consumer.
+pub fn send_shared<A: Sink>(act: &mut A, ctx: &mut A::Context, frame: SharedFrame) {
+    match act.write_shared(frame, ctx) {
+        Ok(()) => act.core().state.metrics.frames_out.inc(),
+        Err(Backlogged) => slow_consumer(act, ctx),
+    }
+}
+
 /// Sends the `subscribed` frame and the replay, then opens the gate to live events.
 pub fn begin<A: Sink>(act: &mut A, ctx: &mut A::Context, opened: Opened) {
     let Opened { id, start, seq, events } = opened;
     send(act, ctx, Frame::json("subscribed", &json!({"type": "subscribed", "id": &*id, "seq": start})));
     for change in &events {
         let json = serde_json::to_string(&**change).unwrap_or_default();
-        send(act, ctx, Frame::change(&id, change.seq, &json));
+        send_shared(act, ctx, SharedFrame::change(&id, change.seq, &json));
     }
     let held = act.core().subs.get_mut(&id).map(|gate| gate.open(seq)).unwrap_or_default();
     for d in held {
@@ -221,7 +312,7 @@ pub fn deliver<A: Sink>(act: &mut A, ctx: &mut A::Context, d: Deliver) {
 
 fn deliver_now<A: Sink>(act: &mut A, ctx: &mut A::Context, d: &Deliver) {
     act.core().state.metrics.fanout_latency.observe(d.committed_at.elapsed().as_secs_f64());
-    send(act, ctx, Frame::change(&d.sub, d.change.seq, &d.json));
+    send_shared(act, ctx, SharedFrame::change(&d.sub, d.change.seq, &d.json));
 }
 
 pub fn slow_consumer<A: Sink>(act: &mut A, ctx: &mut A::Context) {
@@ -321,4 +412,29 @@ pub fn filter_param(query: &HashMap<String, String>) -> Result<Option<Value>, Ap
         .filter(|f| !f.is_empty())
         .map(|f| serde_json::from_str(f).map_err(|e| PlazaError::Validation(format!("filter is not JSON: {e}")).into()))
         .transpose()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn change_frames_are_shared_only_for_the_same_event_and_subscription() {
+        let a = SharedFrame::change("s", 7, r#"{"seq":7}"#);
+        let again = SharedFrame::change("s", 7, r#"{"seq":7}"#);
+        assert_eq!(&*a.text, r#"{"type":"change","sub":"s","event":{"seq":7}}"#);
+        assert_eq!(a.text.as_bytes().as_ptr(), again.text.as_bytes().as_ptr(), "built once, shared");
+        let other_app = SharedFrame::change("s", 7, r#"{"seq":7,"entity":"Other"}"#);
+        assert_eq!(&*other_app.text, r#"{"type":"change","sub":"s","event":{"seq":7,"entity":"Other"}}"#);
+        let other_sub = SharedFrame::change("q\"", 7, r#"{"seq":7}"#);
+        assert_eq!(&*other_sub.text, r#"{"type":"change","sub":"q\"","event":{"seq":7}}"#);
+    }
+
+    #[test]
+    fn shared_json_frames_keep_the_text() {
+        let json: Arc<str> = r#"{"type":"room"}"#.into();
+        let frame = SharedFrame::json("room", &json);
+        assert_eq!(&*frame.text, &*json);
+        assert_eq!(Frame::from(frame).text, r#"{"type":"room"}"#);
+    }
 }

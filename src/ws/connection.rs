@@ -12,7 +12,7 @@ use plaza_actors::PlazaError;
 use serde_json::{json, Value};
 
 use crate::error::ApiError;
-use crate::live::{self, Backlogged, Closing, Frame, Sink, StreamCore};
+use crate::live::{self, Backlogged, Closing, Frame, SharedFrame, Sink, StreamCore};
 
 mod rooms;
 
@@ -108,6 +108,11 @@ impl Sink for Connection {
     }
 
     fn write(&mut self, frame: Frame, ctx: &mut WebsocketContext<Self>) -> Result<(), Backlogged> {
+        ctx.text(frame.text);
+        Ok(())
+    }
+
+    fn write_shared(&mut self, frame: SharedFrame, ctx: &mut WebsocketContext<Self>) -> Result<(), Backlogged> {
         ctx.text(frame.text);
         Ok(())
     }

@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 
 use super::connection::Connection;
 use crate::error::ApiError;
-use crate::live::{self, Frame, Sink};
+use crate::live::{self, Frame, SharedFrame, Sink};
 
 /// Handles a `pubsub_subscribe` or `pubsub_unsubscribe` frame. Answers
 /// `{"type":"pubsub_subscribed","topic"}` / `{"type":"pubsub_unsubscribed","topic"}`, or an
@@ -54,6 +54,6 @@ pub fn stopped(conn: &mut Connection) {
 impl Handler<Deliver> for Connection {
     type Result = ();
     fn handle(&mut self, msg: Deliver, ctx: &mut Self::Context) {
-        live::send(self, ctx, Frame { kind: "pubsub", seq: None, text: msg.frame.to_string() });
+        live::send_shared(self, ctx, SharedFrame::json("pubsub", &msg.frame));
     }
 }

@@ -2,8 +2,10 @@
 //! read connections.
 
 pub mod aggregate;
+pub mod checkpoint;
 pub mod graph;
 pub mod link;
+pub mod point;
 pub mod queue;
 pub mod reader;
 pub mod schema;
@@ -58,13 +60,22 @@ pub fn open_write_connection(path: &Path, durability: Durability) -> Result<Conn
         Durability::Normal => "NORMAL",
         Durability::Full => "FULL",
     };
+    // With `normal`, `checkpoint::Checkpointer` copies the WAL back on its own thread and a
+    // commit checkpoints only as a backstop, when the WAL has grown past `BACKSTOP_PAGES`
+    // frames. With `full` SQLite's usual threshold stays (see `checkpoint`).
+    let autocheckpoint = if checkpoint::on_own_thread(durability) { checkpoint::BACKSTOP_PAGES } else { 1000 };
     conn.execute_batch(&format!(
         "PRAGMA journal_mode=WAL; PRAGMA synchronous={sync}; PRAGMA busy_timeout=5000;
-         PRAGMA foreign_keys=OFF; PRAGMA cache_size=-32000; PRAGMA temp_store=MEMORY;"
+         PRAGMA foreign_keys=OFF; PRAGMA cache_size=-32000; PRAGMA temp_store=MEMORY;
+         PRAGMA wal_autocheckpoint={autocheckpoint}; PRAGMA journal_size_limit={JOURNAL_SIZE_LIMIT};"
     ))?;
     conn.set_prepared_statement_cache_capacity(256);
     Ok(conn)
 }
+
+/// Bytes the WAL file is truncated to after a checkpoint let it restart (it grows past this only
+/// during a burst of writes between two checkpoints).
+pub const JOURNAL_SIZE_LIMIT: i64 = 64 * 1024 * 1024;
 
 /// Read connections: a page cache and a memory map sized for hot point reads.
 pub const READ_TUNING: &str = "PRAGMA busy_timeout=5000; PRAGMA cache_size=-16000; PRAGMA mmap_size=268435456;";
@@ -91,7 +102,8 @@ pub fn open(options: &StoreOptions, manifest: Arc<AppManifest>, policies: Arc<Po
         .connection_timeout(Duration::from_secs(10))
         .build(manager)
         .map_err(|e| PlazaError::Unavailable(format!("cannot open read pool: {e}")))?;
-    Ok(OpenedStore { reader: Reader::new(pool, manifest, policies), bounds, setup: conn })
+    let point = point::PointReads::new(&options.path);
+    Ok(OpenedStore { reader: Reader::new(pool, point, manifest, policies), bounds, setup: conn })
 }
 
 /// Copies the live database at `from` to `to` with SQLite's online backup API: consistent

@@ -25,6 +25,7 @@ use crate::model::manifest::{AppManifest, EntityDef};
 use crate::model::policy::{AuthContext, Policies};
 use crate::model::rows::{self, NewRow, Row};
 use crate::store::queue::{FairQueue, Full, Limits};
+use crate::store::checkpoint::Checkpointer;
 use crate::store::reader::{read_row, DataVersion};
 use crate::store::{open_write_connection, StoreOptions};
 
@@ -338,6 +339,8 @@ pub struct SqliteWriter {
     op_retain: i64,
     /// Bumped after every commit (readers' caches are keyed by it).
     version: DataVersion,
+    /// Checkpoints the WAL on its own thread while this connection commits.
+    _checkpointer: Option<Checkpointer>,
 }
 
 #[derive(Message)]
@@ -366,7 +369,19 @@ impl SqliteWriter {
                 (Err(e.to_string()), LogBounds { oldest_seq: 1, last_seq: 0 })
             }
         };
+        let checkpointer = match Checkpointer::start(&options.path, options.durability) {
+            Ok(c) => c,
+            Err(e) => {
+                // Back to SQLite's own checkpoints in the commit path rather than a growing WAL.
+                tracing::error!(error = %e, "no checkpoint thread; checkpointing on commit");
+                if let Ok(conn) = &conn {
+                    let _ = conn.execute_batch("PRAGMA wal_autocheckpoint=1000;");
+                }
+                None
+            }
+        };
         SqliteWriter {
+            _checkpointer: checkpointer,
             conn,
             manifest,
             policies,
@@ -579,7 +594,8 @@ fn apply(conn: &Connection, ctx: &OpContext<'_>, op: WriteOp, done: &[Change]) -
     };
     // A delete stores the row it removed, so read policies can be checked on the event later.
     let stored = data.as_ref().or(prior.as_ref());
-    let payload = stored.map(|d| serde_json::Value::Object(d.clone()).to_string());
+    // Serialised from the row as it is (no copy into a `Value` first).
+    let payload = stored.map(serde_json::to_string).transpose().map_err(|e| PlazaError::Internal(e.to_string()))?;
     conn.prepare_cached("INSERT INTO _plaza_changes (entity, row_id, kind, data, ts) VALUES (?,?,?,?,?)")?
         .execute(rusqlite::params![entity, row_id, kind.as_str(), payload, now])?;
     Ok(Some(Change { seq: conn.last_insert_rowid(), entity, row_id, kind, data, timestamp: now.to_string(), prior }))

@@ -13,6 +13,16 @@
 //! successful requests per second over the phase's wall time, and p50/p90/p99/max latency of the
 //! successful requests (HdrHistogram, microsecond resolution, shown in milliseconds). A summary
 //! follows with the command line that reproduces the run and the machine's core count.
+//!
+//! Every phase also prints the server's CPU time per successful request (user + system of the
+//! server process from `/proc/<pid>/stat` over the phase, ÷ ok requests; with `--target` only
+//! when `--server-pid` is given).
+//!
+//! Unless `--no-ceiling` is given, the same three phases first run against a bare actix-web
+//! server (the `ceiling` mode: same routes, worker count and response sizes, no work), spawned
+//! from this executable and stopped before Plaza starts; Plaza's rates are then printed as
+//! ratios to it: inserts ÷ ceiling POST, get-by-id ÷ ceiling GET, list ÷ ceiling list. Absolute
+//! figures on a shared machine drift; ratios measured side by side in one run drift less.
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -21,9 +31,11 @@ use awc::http::header;
 use clap::Args as ClapArgs;
 use hdrhistogram::Histogram;
 
+use crate::ceiling::{self, Ceiling};
+use crate::probes::CpuMeter;
 use crate::report::reproduce_command;
 use crate::rng::{seed, SplitMix64};
-use crate::server::{check_server, print_server_log, spawned_note};
+use crate::server::{check_server, print_server_log, spawned_note, Server};
 use crate::stats::{merge_histogram, new_histogram, Kinds};
 use crate::target::{build_client, resolve_target, Target, BODY_LIMIT};
 
@@ -51,6 +63,15 @@ pub struct Args {
     /// Client OS threads, each with its own actix System; connections are split among them.
     #[arg(long, default_value_t = 1)]
     threads: usize,
+    /// Skip the ceiling (bare actix-web, see `plaza-load ceiling`) measured before Plaza.
+    #[arg(long)]
+    no_ceiling: bool,
+    /// `--durability` for the spawned server (`normal` or `full`).
+    #[arg(long, value_parser = ["normal", "full"])]
+    durability: Option<String>,
+    /// With --target: the server's pid, for its CPU time per request.
+    #[arg(long)]
+    server_pid: Option<u32>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -61,6 +82,15 @@ enum Phase {
 }
 
 impl Phase {
+    /// The ceiling route a phase is compared with.
+    fn method(self) -> &'static str {
+        match self {
+            Phase::Insert => "POST",
+            Phase::Get => "GET",
+            Phase::List => "list",
+        }
+    }
+
     fn name(self) -> &'static str {
         match self {
             Phase::Insert => "insert",
@@ -82,11 +112,37 @@ pub fn run(args: Args) -> Result<(), String> {
     }
     let threads = args.threads.min(args.connections);
     let token = args.admin_token.clone().filter(|t| !t.is_empty());
-
-    // The guard stops the spawned server when this function returns, on every path.
-    let (target, mut server) = resolve_target(args.target.as_deref(), token, &[])?;
-
+    let duration = Duration::from_secs(args.duration_secs);
     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let workers = ceiling::default_workers();
+
+    // The ceiling first, alone on the machine; then Plaza, so the two never share the cores.
+    let ceiling = if args.no_ceiling {
+        None
+    } else {
+        let bare = Ceiling::start(workers)?;
+        let target = Target { base: bare.base_url(), token: None, send_origin: false };
+        println!(
+            "plaza-load ceiling: bare actix-web, {workers} worker(s), same routes and response sizes, no work \
+             ({} connections, {} s per phase, pid {})",
+            args.connections,
+            args.duration_secs,
+            bare.pid()
+        );
+        print_header();
+        let run = Run { target: &target, connections: args.connections, threads, duration, pid: Some(bare.pid()) };
+        let results = run.all_phases(&mut None)?;
+        drop(bare);
+        println!();
+        Some(results)
+    };
+
+    let mut extra = Vec::new();
+    if let Some(d) = &args.durability {
+        extra.extend(["--durability", d.as_str()]);
+    }
+    // The guard stops the spawned server when this function returns, on every path.
+    let (target, mut server) = resolve_target(args.target.as_deref(), token, &extra)?;
     println!(
         "plaza-load: {} connections on {} thread(s), {} s per phase, target {}{}",
         args.connections,
@@ -95,39 +151,28 @@ pub fn run(args: Args) -> Result<(), String> {
         target.base,
         spawned_note(&server)
     );
-    println!();
-    println!(
-        "{:<8} {:>10} {:>8} {:>11} {:>9} {:>9} {:>9} {:>9}",
-        "phase", "requests", "errors", "ok req/s", "p50 ms", "p90 ms", "p99 ms", "max ms"
-    );
+    print_header();
+    let pid = server.as_ref().map(|s| s.pid()).or(args.server_pid);
+    let run = Run { target: &target, connections: args.connections, threads, duration, pid };
+    let results = run.all_phases(&mut server)?;
 
-    let run = Run {
-        target: &target,
-        connections: args.connections,
-        threads,
-        duration: Duration::from_secs(args.duration_secs),
-    };
-    let mut results = Vec::new();
-
-    let mut insert = run.phase(Phase::Insert, &[])?;
-    insert.print();
-    let ids = std::mem::take(&mut insert.tally.ids);
-    let inserted = insert.tally.ok;
-    results.push(insert);
-    check_server(&mut server)?;
-    if ids.is_empty() {
-        return Err("the insert phase stored no ids, so the get phase cannot run (see the errors above)".into());
+    if let Some(ceiling) = &ceiling {
+        println!();
+        println!("ratios to the ceiling (measured in this run, one after the other)");
+        for (plaza, bare) in results.iter().zip(ceiling) {
+            let (p, c) = (plaza.rate(), bare.rate());
+            println!(
+                "  {:<7} {:>10.1} / {:>10.1} req/s = {:.2} x ceiling {:<5}   cpu {} vs {} µs/op",
+                plaza.phase.name(),
+                p,
+                c,
+                p / c.max(1e-9),
+                plaza.phase.method(),
+                describe_us(plaza.cpu_us),
+                describe_us(bare.cpu_us)
+            );
+        }
     }
-
-    let get = run.phase(Phase::Get, &ids)?;
-    get.print();
-    results.push(get);
-    check_server(&mut server)?;
-
-    let list = run.phase(Phase::List, &[])?;
-    list.print();
-    results.push(list);
-    check_server(&mut server)?;
 
     println!();
     println!("summary");
@@ -135,8 +180,9 @@ pub fn run(args: Args) -> Result<(), String> {
     println!("  target:      {}", target.base);
     match &server {
         Some(s) => println!(
-            "  server:      {} --in-memory --port 0 --host 127.0.0.1 --rate-limit-max 0 (spawned, same machine)",
-            s.exe.display()
+            "  server:      {} --in-memory --port 0 --host 127.0.0.1 --rate-limit-max 0{} (spawned, same machine)",
+            s.exe.display(),
+            args.durability.as_ref().map(|d| format!(" --durability {d}")).unwrap_or_default()
         ),
         None => println!("  server:      external (--target)"),
     }
@@ -148,10 +194,12 @@ pub fn run(args: Args) -> Result<(), String> {
         "  client:      {} connections over {} thread(s), {} s per phase, awc keep-alive, closed loop",
         args.connections, threads, args.duration_secs
     );
-    println!("  rows:        {inserted} inserted, {} ids kept for the get phase", ids.len());
+    let inserted = results[0].tally.ok;
+    println!("  rows:        {inserted} inserted, {} ids kept for the get phase", inserted.min(MAX_IDS as u64));
     let total_errors: u64 = results.iter().map(|r| r.tally.errors).sum();
     println!("  errors:      {total_errors} in total");
     println!("  latency:     successful requests only, measured from send to end of body");
+    println!("  cpu µs/op:   the server process's user + system CPU time over the phase (/proc/<pid>/stat) ÷ ok requests");
     print_server_log(&server, "  server log:  ");
 
     if let Some(s) = server.take() {
@@ -160,11 +208,24 @@ pub fn run(args: Args) -> Result<(), String> {
     Ok(())
 }
 
+fn print_header() {
+    println!(
+        "{:<8} {:>10} {:>8} {:>11} {:>9} {:>9} {:>9} {:>9} {:>10}",
+        "phase", "requests", "errors", "ok req/s", "p50 ms", "p90 ms", "p99 ms", "max ms", "cpu µs/op"
+    );
+}
+
+fn describe_us(us: Option<f64>) -> String {
+    us.map_or_else(|| "?".into(), |us| format!("{us:.1}"))
+}
+
 struct Run<'a> {
     target: &'a Target,
     connections: usize,
     threads: usize,
     duration: Duration,
+    /// The server's process, for its CPU time per request.
+    pid: Option<u32>,
 }
 
 /// State the loops of one phase share, across threads.
@@ -181,10 +242,35 @@ struct PhaseResult {
     phase: Phase,
     elapsed: Duration,
     tally: Tally,
+    /// Server CPU µs per successful request.
+    cpu_us: Option<f64>,
 }
 
 impl Run<'_> {
+    /// Insert, then get by id (of the inserted rows), then list; each printed as it ends.
+    fn all_phases(&self, server: &mut Option<Server>) -> Result<Vec<PhaseResult>, String> {
+        let mut results = Vec::new();
+        let mut insert = self.phase(Phase::Insert, &[])?;
+        insert.print();
+        let ids = std::mem::take(&mut insert.tally.ids);
+        results.push(insert);
+        check_server(server)?;
+        if ids.is_empty() {
+            return Err("the insert phase stored no ids, so the get phase cannot run (see the errors above)".into());
+        }
+        let get = self.phase(Phase::Get, &ids)?;
+        get.print();
+        results.push(get);
+        check_server(server)?;
+        let list = self.phase(Phase::List, &[])?;
+        list.print();
+        results.push(list);
+        check_server(server)?;
+        Ok(results)
+    }
+
     fn phase(&self, phase: Phase, ids: &[String]) -> Result<PhaseResult, String> {
+        let cpu = self.pid.map(CpuMeter::start);
         let started = Instant::now();
         let shared = Shared {
             phase,
@@ -218,11 +304,16 @@ impl Run<'_> {
         for outcome in outcomes {
             total.merge(outcome?)?;
         }
-        Ok(PhaseResult { phase, elapsed, tally: total })
+        let cpu_us = cpu.and_then(|c| c.per_op_us(total.ok));
+        Ok(PhaseResult { phase, elapsed, tally: total, cpu_us })
     }
 }
 
 impl PhaseResult {
+    fn rate(&self) -> f64 {
+        self.tally.ok as f64 / self.elapsed.as_secs_f64().max(1e-9)
+    }
+
     fn print(&self) {
         let t = &self.tally;
         let ms = |us: u64| us as f64 / 1000.0;
@@ -236,9 +327,9 @@ impl PhaseResult {
                 t.hist.max(),
             )
         };
-        let rate = t.ok as f64 / self.elapsed.as_secs_f64().max(1e-9);
+        let rate = self.rate();
         println!(
-            "{:<8} {:>10} {:>8} {:>11.1} {:>9.2} {:>9.2} {:>9.2} {:>9.2}",
+            "{:<8} {:>10} {:>8} {:>11.1} {:>9.2} {:>9.2} {:>9.2} {:>9.2} {:>10}",
             self.phase.name(),
             t.ok + t.errors,
             t.errors,
@@ -246,7 +337,8 @@ impl PhaseResult {
             ms(p50),
             ms(p90),
             ms(p99),
-            ms(max)
+            ms(max),
+            describe_us(self.cpu_us)
         );
         for (kind, n) in t.error_kinds.iter() {
             println!("{:<8}   {n} x {kind}", "");

@@ -18,7 +18,9 @@
 //!
 //! ```text
 //! cargo build --release --bins
-//! ./target/release/plaza-load http --connections 64 --duration-secs 10
+//! ./target/release/plaza-load http --connections 64 --duration-secs 10   # ceiling first, then Plaza
+//! ./target/release/plaza-load http --durability full --no-ceiling
+//! ./target/release/plaza-load ceiling --port 8080
 //! ./target/release/plaza-load http --target http://127.0.0.1:4321 --admin-token "$TOKEN"
 //! ./target/release/plaza-load ws --subscribers 1000 --writes-per-sec 100 --duration-secs 10
 //! ./target/release/plaza-load idle --sockets 10000
@@ -46,6 +48,7 @@
 //! cores when the server is local, so the figures are for that whole setup, not for the server
 //! alone.
 
+mod ceiling;
 mod deliveries;
 mod fairness;
 mod fleet;
@@ -86,6 +89,9 @@ struct Cli {
 enum Cmd {
     /// Closed-loop HTTP load against the entity API: insert, then get by id, then list pages.
     Http(http::Args),
+    /// A bare actix-web server with Plaza's entity routes and response sizes and no work: the
+    /// ceiling `http` measures first and reports Plaza's figures against.
+    Ceiling(ceiling::Args),
     /// WebSocket fan-out: N subscribers, inserts at a steady rate, write → delivery latency.
     Ws(ws::Args),
     /// N idle WebSockets held open; the server's RSS per socket.
@@ -109,6 +115,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let outcome = match cli.command {
         Cmd::Http(args) => http::run(args),
+        Cmd::Ceiling(args) => ceiling::run(args),
         Cmd::Ws(args) => ws::run(args),
         Cmd::Idle(args) => idle::run(args),
         Cmd::Rooms(args) => rooms::run(args),

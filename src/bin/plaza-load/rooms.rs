@@ -31,7 +31,7 @@ use hdrhistogram::Histogram;
 use serde_json::{json, Value};
 use tokio::sync::watch;
 
-use crate::probes::{check_fd_limit, kib, rss_kib, FD_MARGIN};
+use crate::probes::{check_fd_limit, clock_ticks, cpu_ticks, kib, rss_kib, FD_MARGIN};
 use crate::report::reproduce_command;
 use crate::server::{check_server, print_machine, print_server_log, spawned_note, WS_MAX_PER_IP};
 use crate::stats::{merge_histogram, micros, new_histogram, percent, print_kinds, quantiles_ms, Kinds};
@@ -636,27 +636,9 @@ fn on_text(text: &[u8], shared: &Shared, tally: &RefCell<Tally>) {
     }
 }
 
-/// utime + stime of a process in clock ticks (`/proc/<pid>/stat`).
-fn cpu_ticks(pid: u32) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
-    Some(fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?)
-}
-
 /// The 1-minute load average (`/proc/loadavg`): how busy the machine was besides this run.
 fn load_average() -> Option<String> {
     std::fs::read_to_string("/proc/loadavg").ok()?.split_whitespace().next().map(String::from)
-}
-
-/// Clock ticks per second (`getconf CLK_TCK`; 100 on Linux when it cannot be asked).
-fn clock_ticks() -> u64 {
-    std::process::Command::new("getconf")
-        .arg("CLK_TCK")
-        .output()
-        .ok()
-        .and_then(|o| String::from_utf8(o.stdout).ok())
-        .and_then(|s| s.trim().parse().ok())
-        .unwrap_or(100)
 }
 
 /// The server's own room counters from `/metrics`.

@@ -15,7 +15,13 @@
 //! [`DRAIN_TIMEOUT`] for in-flight deliveries, then prints writes/s achieved, deliveries expected
 //! (ok writes × subscribed sockets) and received, delivered messages/s, p50/p95/p99/max latency,
 //! error frames (such as `SLOW_CONSUMER`) and disconnects, the server's own commit → socket
-//! figures from `/metrics`, and the command that reproduces the run.
+//! figures from `/metrics`, the server's CPU time per delivered frame (`/proc/<pid>/stat` over
+//! the writes and the drain), and the command that reproduces the run.
+//!
+//! Each socket needs a file descriptor on both sides: the tool raises its own soft open-file
+//! limit towards what the run needs (at most the hard limit; the spawned server inherits it)
+//! and refuses to start, naming `ulimit -n`, when that is not enough. `--server-workers N`
+//! gives the spawned server N HTTP workers (the threads the sockets live on).
 
 use std::cell::RefCell;
 use std::pin::pin;
@@ -30,7 +36,7 @@ use hdrhistogram::Histogram;
 
 use crate::deliveries::Deliveries;
 use crate::fleet::{print_open_errors, run_fleet, ws_url, Channel, FleetSpec, Stage, DEFAULT_WS_BATCH, DEFAULT_WS_THREADS, PUBSUB_TOPIC};
-use crate::probes::{check_fd_limit, FD_MARGIN};
+use crate::probes::{check_fd_limit, raise_fd_limit, CpuMeter, FD_MARGIN};
 use crate::report::{reproduce_command, shell_quote};
 use crate::server::{check_server, print_machine, print_server_log, spawned_note, WS_MAX_PER_IP};
 use crate::stats::{micros, new_histogram, percent, print_kinds, quantiles_ms, Kinds};
@@ -72,6 +78,10 @@ pub struct Args {
     /// Client OS threads for the sockets, each with its own actix System.
     #[arg(long, default_value_t = DEFAULT_WS_THREADS)]
     threads: usize,
+    /// `--workers` (HTTP worker threads, which also run the sockets) for the spawned server;
+    /// its default is half the cores.
+    #[arg(long)]
+    server_workers: Option<usize>,
 }
 
 pub fn run(args: Args) -> Result<(), String> {
@@ -103,9 +113,15 @@ fn run_on(args: Args, channel: Channel) -> Result<(), String> {
     }
     let threads = args.threads.min(args.subscribers);
     let fd_needed = args.subscribers as u64 + MAX_WRITES_IN_FLIGHT as u64 + FD_MARGIN;
+    raise_fd_limit(fd_needed);
     check_fd_limit("this process", "self", fd_needed)?;
     let token = args.admin_token.clone().filter(|t| !t.is_empty());
-    let (target, mut server) = resolve_target(args.target.as_deref(), token, &["--ws-max-per-ip", WS_MAX_PER_IP])?;
+    let workers = args.server_workers.map(|w| w.to_string());
+    let mut extra = vec!["--ws-max-per-ip", WS_MAX_PER_IP];
+    if let Some(w) = &workers {
+        extra.extend(["--workers", w.as_str()]);
+    }
+    let (target, mut server) = resolve_target(args.target.as_deref(), token, &extra)?;
     if let Some(s) = &server {
         check_fd_limit("the plaza server", &s.pid().to_string(), fd_needed)?;
     }
@@ -128,6 +144,7 @@ fn run_on(args: Args, channel: Channel) -> Result<(), String> {
         spawned_note(&server)
     );
 
+    let server_pid = server.as_ref().map(|s| s.pid());
     let (opened, fleet, writer) = run_fleet(&spec, args.subscribers, threads, |opened| {
         println!(
             "connect + subscribe: {} of {} sockets subscribed in {:.2} s (at most {} handshakes in flight)",
@@ -140,6 +157,7 @@ fn run_on(args: Args, channel: Channel) -> Result<(), String> {
             return (Stage::Stop, None);
         }
         println!("writing {writes} {} at {} writes/s ...", if channel == Channel::PubSub { "messages" } else { "rows" }, args.writes_per_sec);
+        let cpu = server_pid.map(CpuMeter::start);
         let written = actix_web::rt::System::new().block_on(async {
             let client = build_client(&target, MAX_WRITES_IN_FLIGHT);
             write_at_rate(&client, &target.base, channel, args.writes_per_sec, writes, &deliveries).await
@@ -148,7 +166,8 @@ fn run_on(args: Args, channel: Channel) -> Result<(), String> {
             Ok(w) => drain_deliveries(&deliveries, w.ok * opened.sockets as u64),
             Err(_) => Duration::ZERO,
         };
-        (Stage::Stop, Some((written, drained)))
+        let cpu_secs = cpu.and_then(|c| c.used_secs());
+        (Stage::Stop, Some((written, drained, cpu_secs)))
     })?;
     // A server that died is reported after the figures, which show what the sockets saw.
     let server_exit = check_server(&mut server).err();
@@ -167,7 +186,7 @@ fn run_on(args: Args, channel: Channel) -> Result<(), String> {
         fleet.open_failed
     );
     print_open_errors(&fleet, "  ");
-    let Some((written, drained)) = writer else {
+    let Some((written, drained, cpu_secs)) = writer else {
         print_server_log(&server, "  server log:       ");
         return Err(server_exit.unwrap_or_else(|| {
             "no socket could be opened and subscribed, so nothing was written (see the errors above)".into()
@@ -238,6 +257,15 @@ fn run_on(args: Args, channel: Channel) -> Result<(), String> {
         ),
         Err(e) => println!("  server fan-out:   unavailable ({e})"),
     }
+    match cpu_secs {
+        Some(secs) => println!(
+            "  server CPU:       {secs:.2} s over the writes and drain = {} µs per delivered frame, {} µs per write \
+             (/proc/<pid>/stat user + system)",
+            if fleet.received > 0 { format!("{:.2}", secs * 1e6 / fleet.received as f64) } else { "?".into() },
+            if written.ok > 0 { format!("{:.0}", secs * 1e6 / written.ok as f64) } else { "?".into() }
+        ),
+        None => println!("  server CPU:       unknown (external server)"),
+    }
     print_kinds("  error frames:     ", &fleet.error_frames, "none");
     println!(
         "  disconnects:      {} ({} sockets open until the end); server pings answered: {}",
@@ -275,16 +303,17 @@ fn run_on(args: Args, channel: Channel) -> Result<(), String> {
     print_server_log(&server, "  server log:       ");
     print_machine(&server, "  ");
     println!("  command:          {}", reproduce_command());
+    let server_flags = match (&args.target, args.server_workers) {
+        (Some(t), _) => format!(" --target {} --admin-token \"$PLAZA_ADMIN_TOKEN\"", shell_quote(t)),
+        (None, Some(w)) => format!(" --server-workers {w}"),
+        (None, None) => String::new(),
+    };
     println!(
-        "  effective:        plaza-load {mode} --subscribers {} --writes-per-sec {} --duration-secs {} --batch {} --threads {threads}{}",
+        "  effective:        plaza-load {mode} --subscribers {} --writes-per-sec {} --duration-secs {} --batch {} --threads {threads}{server_flags}",
         args.subscribers,
         args.writes_per_sec,
         args.duration_secs,
         args.batch,
-        match &args.target {
-            Some(t) => format!(" --target {} --admin-token \"$PLAZA_ADMIN_TOKEN\"", shell_quote(t)),
-            None => String::new(),
-        }
     );
     if let Some(s) = server.take() {
         s.stop();

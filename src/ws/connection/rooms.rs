@@ -18,7 +18,7 @@ use serde_json::{json, Value};
 use super::Connection;
 use crate::error::ApiError;
 use crate::http::rooms::{event_name, member, sender};
-use crate::live::{self, Frame};
+use crate::live::{self, Frame, SharedFrame};
 
 /// The rooms one socket is in, and those it is joining.
 #[derive(Default)]
@@ -194,6 +194,6 @@ impl Handler<RoomFrame> for Connection {
     type Result = ();
 
     fn handle(&mut self, msg: RoomFrame, ctx: &mut WebsocketContext<Self>) {
-        live::send(self, ctx, Frame { kind: "room", seq: None, text: msg.json.to_string() });
+        live::send_shared(self, ctx, SharedFrame::json("room", &msg.json));
     }
 }
