@@ -251,6 +251,9 @@ pub struct ServeArgs {
     /// Threads (arbiters) that run shards, apart from the ones serving sockets. [default: one per core]
     #[arg(long, env = "PLAZA_SHARD_THREADS", global = true)]
     pub shard_threads: Option<usize>,
+    /// How shard threads are scheduled: realtime (SCHED_FIFO), high (nice -10) or normal; each steps down when the OS refuses it. [default: realtime]
+    #[arg(long, env = "PLAZA_SHARD_PRIORITY", global = true)]
+    pub shard_priority: Option<String>,
     /// Seconds after which a shard player with no subscription that sent nothing leaves. [default: 60]
     #[arg(long, env = "PLAZA_SHARD_PLAYER_IDLE_SECS", global = true)]
     pub shard_player_idle_secs: Option<u64>,
@@ -341,6 +344,7 @@ pub struct Config {
     pub shard_inputs_per_sec: u32,
     pub shard_max_tick_hz: u32,
     pub shard_threads: Option<usize>,
+    pub shard_priority: String,
     pub shard_player_idle_secs: u64,
     pub job_workers: usize,
     pub job_backoff_ms: u64,
@@ -408,6 +412,7 @@ impl Default for Config {
             shard_inputs_per_sec: DEFAULT_SHARD_INPUTS_PER_SEC,
             shard_max_tick_hz: DEFAULT_SHARD_MAX_TICK_HZ,
             shard_threads: None,
+            shard_priority: "realtime".into(),
             shard_player_idle_secs: DEFAULT_SHARD_PLAYER_IDLE_SECS,
             job_workers: DEFAULT_JOB_WORKERS,
             job_backoff_ms: DEFAULT_JOB_BACKOFF_MS,
@@ -476,6 +481,9 @@ impl Config {
         if args.shard_threads.is_some() {
             c.shard_threads = args.shard_threads;
         }
+        if let Some(p) = &args.shard_priority {
+            c.shard_priority = p.clone();
+        }
         layer!(job_workers <- job_workers,
                job_backoff_ms <- job_backoff_ms, cache_max_entries <- cache_max_entries,
                cache_max_bytes <- cache_max_bytes, max_upload_bytes <- max_upload_bytes);
@@ -530,6 +538,9 @@ impl Config {
         }
         if self.shard_max_tick_hz == 0 || self.shard_max_tick_hz > plaza_actors::shards::MAX_TICK_HZ {
             return Err(format!("PLAZA_SHARD_MAX_TICK_HZ must be between 1 and {}", plaza_actors::shards::MAX_TICK_HZ));
+        }
+        if plaza_actors::shards::clock::ShardPriority::parse(&self.shard_priority).is_none() {
+            return Err(format!("PLAZA_SHARD_PRIORITY must be 'realtime', 'high' or 'normal', got '{}'", self.shard_priority));
         }
         if self.shard_inputs_per_sec == 0 || self.shard_threads == Some(0) {
             return Err("PLAZA_SHARD_INPUTS_PER_SEC and PLAZA_SHARD_THREADS must be at least 1".into());
@@ -612,6 +623,8 @@ impl Config {
             max_tick_hz: self.shard_max_tick_hz,
             player_idle: std::time::Duration::from_secs(self.shard_player_idle_secs),
             threads: self.shard_threads.unwrap_or(0),
+            priority: plaza_actors::shards::clock::ShardPriority::parse(&self.shard_priority)
+                .unwrap_or(plaza_actors::shards::clock::ShardPriority::Realtime),
             ..Default::default()
         }
     }

@@ -72,6 +72,8 @@ pub struct ShardLimits {
     pub player_idle: Duration,
     /// Arbiters (threads) that run shards; 0 means one per core.
     pub threads: usize,
+    /// How the shard threads are scheduled.
+    pub priority: clock::ShardPriority,
 }
 
 impl Default for ShardLimits {
@@ -86,6 +88,7 @@ impl Default for ShardLimits {
             keyframe_every: DEFAULT_KEYFRAME_EVERY,
             player_idle: DEFAULT_PLAYER_IDLE,
             threads: 0,
+            priority: clock::ShardPriority::Realtime,
         }
     }
 }

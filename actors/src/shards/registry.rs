@@ -13,7 +13,7 @@ use dashmap::mapref::entry::Entry;
 use dashmap::DashMap;
 use serde_json::Value;
 
-use super::clock::{raise_priority, TickClock};
+use super::clock::TickClock;
 use super::shard::{Boot, Info, Input, InputRefused, Shard, ShardInfo, Stop};
 use super::{Loader, ShardLimits, ShardObserver, ShardSpec, SimulationKinds, DEFAULT_TICK_HZ};
 use crate::error::{PlazaError, Result};
@@ -67,8 +67,9 @@ impl ShardRegistry {
         let arbiters = (0..threads)
             .map(|i| {
                 let arbiter = Arbiter::new().handle();
-                arbiter.spawn_fn(|| raise_priority("shard arbiter"));
-                let clock = TickClock::start(format!("shard-clock-{i}")).expect("the OS refused to start a shard clock thread");
+                let clock = TickClock::start(format!("shard-clock-{i}"), limits.priority).expect("the OS refused to start a shard clock thread");
+                let adopting = clock.clone();
+                arbiter.spawn_fn(move || adopting.adopt_arbiter_thread());
                 (arbiter, clock)
             })
             .collect();

@@ -274,6 +274,7 @@ impl Shard {
         let (dt, prev) = (self.dt, self.last_state.clone());
         let keyframe = self.tick + 1 - self.out.borrow().key_tick >= self.limits.keyframe_every;
         let Some(instance) = self.instance.as_mut() else { return };
+        self.clock.tick_started();
         let outcome = guarded(|| {
             let mut rejected = 0u32;
             for (player, input) in &inputs {
@@ -287,6 +288,7 @@ impl Shard {
             let delta = if keyframe || prev.is_null() { None } else { instance.delta(&prev, &state) };
             (state, delta, rejected)
         });
+        self.clock.tick_ended();
         let (state, delta, _rejected) = match outcome {
             Ok(o) => o,
             Err(panic) => return self.crash(ctx, "step", &panic),
