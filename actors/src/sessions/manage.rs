@@ -9,7 +9,7 @@ use actix::prelude::*;
 use rusqlite::types::Value as SqlValue;
 use serde::Serialize;
 
-use super::{now_ms, public_id, rfc3339, IssuedSession, KeyInfo, SessionMeta, SessionStore};
+use super::{now_ms, public_id, rfc3339, IssuedSession, KeyInfo, Session, SessionMeta, SessionStore};
 use crate::error::{PlazaError, Result};
 use crate::store::writer::WriteOp;
 use crate::streams::SessionsEnded;
@@ -158,17 +158,7 @@ impl Handler<ListSessions> for SessionStore {
             .filter_map(|sel| self.sessions.get(sel).map(|s| (sel, s)))
             .filter(|(_, s)| s.key.is_some() == msg.keys)
             .map(|(sel, s)| {
-                let info = SessionInfo {
-                    id: public_id(sel),
-                    created_at: rfc3339(s.created_ms),
-                    last_used_at: rfc3339(s.last_used_ms),
-                    expires_at: s.key.is_none().then(|| rfc3339(s.expires_at_ms)),
-                    user_agent: s.meta.user_agent.clone(),
-                    ip: s.meta.ip.clone(),
-                    name: s.key.as_ref().map(|k| k.name.clone()),
-                    scope: s.key.as_ref().map(|k| if k.read_only { "read" } else { "read_write" }),
-                    current: msg.current.as_deref() == Some(sel.as_str()),
-                };
+                let info = session_info(sel, s, msg.current.as_deref() == Some(sel.as_str()));
                 (s.created_ms, info)
             })
             .collect();
@@ -284,17 +274,7 @@ impl Handler<ListAll> for SessionStore {
                 user_id: s.user_id.clone(),
                 guest: s.guest,
                 kind: if s.key.is_some() { "api_key" } else { "session" },
-                info: SessionInfo {
-                    id: public_id(sel),
-                    created_at: rfc3339(s.created_ms),
-                    last_used_at: rfc3339(s.last_used_ms),
-                    expires_at: s.key.is_none().then(|| rfc3339(s.expires_at_ms)),
-                    user_agent: s.meta.user_agent.clone(),
-                    ip: s.meta.ip.clone(),
-                    name: s.key.as_ref().map(|k| k.name.clone()),
-                    scope: s.key.as_ref().map(|k| if k.read_only { "read" } else { "read_write" }),
-                    current: false,
-                },
+                info: session_info(sel, s, false),
             })
             .collect();
         MessageResult((page, total))
@@ -316,5 +296,20 @@ impl Handler<RevokeAny> for SessionStore {
             None => Box::pin(fut::ready(Ok(false))),
             Some(sel) => Box::pin(self.end(vec![sel]).map(|r, _, _| r.map(|n| n > 0))),
         }
+    }
+}
+
+/// What a session or API key shows of itself in listings (never its token).
+fn session_info(selector: &str, s: &Session, current: bool) -> SessionInfo {
+    SessionInfo {
+        id: public_id(selector),
+        created_at: rfc3339(s.created_ms),
+        last_used_at: rfc3339(s.last_used_ms),
+        expires_at: s.key.is_none().then(|| rfc3339(s.expires_at_ms)),
+        user_agent: s.meta.user_agent.clone(),
+        ip: s.meta.ip.clone(),
+        name: s.key.as_ref().map(|k| k.name.clone()),
+        scope: s.key.as_ref().map(|k| if k.read_only { "read" } else { "read_write" }),
+        current,
     }
 }
