@@ -21,7 +21,7 @@ use super::change::{Change, ChangeKind};
 use crate::error::{PlazaError, Result};
 use super::manifest::{AppManifest, EntityDef, FieldType};
 use super::query::{CmpOp, Filter};
-use super::rows::Row;
+use super::rows::{json_to_sql, Row};
 
 /// Longest policy expression accepted; they are parsed once, but a limit keeps errors readable.
 pub const MAX_EXPRESSION_LEN: usize = 4096;
@@ -405,18 +405,9 @@ fn operand(e: &Expr, auth: &AuthContext, env: Env<'_>) -> Option<Operand> {
     })
 }
 
-fn to_sql(v: &Value) -> SqlValue {
-    match v {
-        Value::Null => SqlValue::Null,
-        Value::Bool(b) => SqlValue::Integer(*b as i64),
-        Value::Number(n) => n.as_i64().map(SqlValue::Integer).unwrap_or_else(|| SqlValue::Real(n.as_f64().unwrap_or(0.0))),
-        Value::String(s) => SqlValue::Text(s.clone()),
-        other => SqlValue::Text(other.to_string()),
-    }
-}
 
 fn const_eq(a: &Value, b: &Value) -> bool {
-    to_sql(a) == to_sql(b) || matches!((to_sql(a), to_sql(b)), (SqlValue::Integer(x), SqlValue::Real(y)) | (SqlValue::Real(y), SqlValue::Integer(x)) if x as f64 == y)
+    json_to_sql(a) == json_to_sql(b) || matches!((json_to_sql(a), json_to_sql(b)), (SqlValue::Integer(x), SqlValue::Real(y)) | (SqlValue::Real(y), SqlValue::Integer(x)) if x as f64 == y)
 }
 
 fn compile(e: &Expr, auth: &AuthContext, env: Env<'_>) -> Cond {
@@ -441,7 +432,7 @@ fn compile(e: &Expr, auth: &AuthContext, env: Env<'_>) -> Cond {
                     if v.is_null() && !literal {
                         Cond::Const(false)
                     } else {
-                        Cond::Filter(Filter::Cmp { field: f, op, value: to_sql(&v) })
+                        Cond::Filter(Filter::Cmp { field: f, op, value: json_to_sql(&v) })
                     }
                 }
                 _ => Cond::Const(false),
@@ -452,10 +443,10 @@ fn compile(e: &Expr, auth: &AuthContext, env: Env<'_>) -> Cond {
                 Cond::Const(!v.is_null() && items.iter().any(|i| const_eq(&v, i)))
             }
             (Some(Operand::Field(f)), Some(Operand::List(items))) => {
-                Cond::Filter(Filter::In { field: f, values: items.iter().map(to_sql).collect() })
+                Cond::Filter(Filter::In { field: f, values: items.iter().map(json_to_sql).collect() })
             }
             (Some(Operand::Value { v, .. }), Some(Operand::Field(f))) if !v.is_null() => {
-                Cond::Filter(Filter::Contains { field: f, value: to_sql(&v) })
+                Cond::Filter(Filter::Contains { field: f, value: json_to_sql(&v) })
             }
             (Some(Operand::Value { v, .. }), Some(Operand::Value { v: Value::Array(items), .. })) => {
                 Cond::Const(!v.is_null() && items.iter().any(|i| const_eq(&v, i)))
