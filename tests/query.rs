@@ -5,18 +5,13 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::time::Duration;
 
-use actix_codec::Framed;
 use actix_web::App;
-use awc::ws::{Codec, Frame, Message};
-use awc::BoxedSocket;
+use common::live::{connect, http, next, send};
 use common::{config, ADMIN};
-use futures_util::{SinkExt, StreamExt};
 use plaza_actors::AppManifest;
 use serde_json::{json, Value};
 
-type Ws = Framed<BoxedSocket, Codec>;
 
 /// Users own todos, todos have comments. Reads hide `hidden` todos and comments from everyone
 /// but the admin; writes of a todo are for its owner.
@@ -40,9 +35,6 @@ const MANIFEST: &str = r#"{
     {"entity": "Comment", "read": "data.hidden == 0"}]
 }"#;
 
-/// A safety net against a hung test, not a synchronisation: every wait below is for a reply.
-const PATIENCE: Duration = Duration::from_secs(30);
-
 fn server_with(manifest: &str, config: plaza::config::Config) -> actix_test::TestServer {
     let state = plaza::build_state_with(config, AppManifest::from_json(manifest).unwrap()).unwrap();
     actix_test::start(move || App::new().configure(plaza::configure(state.clone())))
@@ -50,21 +42,6 @@ fn server_with(manifest: &str, config: plaza::config::Config) -> actix_test::Tes
 
 fn server() -> actix_test::TestServer {
     server_with(MANIFEST, config())
-}
-
-fn client() -> awc::Client {
-    awc::Client::builder().timeout(PATIENCE).finish()
-}
-
-async fn http(srv: &actix_test::TestServer, token: &str, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
-    let req = client().request(method.parse().unwrap(), srv.url(path)).insert_header(("Authorization", format!("Bearer {token}")));
-    let mut resp = match body {
-        Some(b) => req.send_json(&b).await,
-        None => req.send().await,
-    }
-    .unwrap();
-    let bytes = resp.body().limit(64 << 20).await.unwrap();
-    (resp.status().as_u16(), serde_json::from_slice(&bytes).unwrap_or(Value::Null))
 }
 
 async fn session(srv: &actix_test::TestServer, user: &str) -> String {
@@ -186,24 +163,6 @@ async fn graph_queries_refuse_bad_shapes_and_enforce_the_caps() {
     assert_eq!(users[0]["todos"][0]["id"], "u00-89", "order applies within each parent");
 }
 
-async fn connect(srv: &actix_test::TestServer, token: &str) -> Ws {
-    let (_, ws) = client().ws(srv.url(&format!("/ws?token={token}"))).max_frame_size(1 << 20).connect().await.unwrap();
-    ws
-}
-
-/// The next JSON frame, answering pings on the way.
-async fn next(ws: &mut Ws) -> Value {
-    loop {
-        let frame = actix_web::rt::time::timeout(PATIENCE, ws.next()).await.expect("a frame within the patience window");
-        match frame {
-            Some(Ok(Frame::Text(t))) => return serde_json::from_slice(&t).unwrap(),
-            Some(Ok(Frame::Ping(p))) => ws.send(Message::Pong(p)).await.unwrap(),
-            Some(Ok(_)) => {}
-            other => panic!("socket ended: {other:?}"),
-        }
-    }
-}
-
 #[actix_web::test]
 async fn link_and_unlink_are_ordinary_updates_in_the_log_and_live() {
     let srv = server();
@@ -211,22 +170,22 @@ async fn link_and_unlink_are_ordinary_updates_in_the_log_and_live() {
     seed(&srv, vec![("Todo", "loose".into(), json!({"title": "loose end", "status": "open"}))]).await;
     let alice = session(&srv, "alice").await;
     let mut ws = connect(&srv, &alice).await;
-    ws.send(Message::Text(json!({"type": "subscribe", "id": "s", "entity": "Todo"}).to_string().into())).await.unwrap();
-    let subscribed = next(&mut ws).await;
+    send(&mut ws, json!({"type": "subscribe", "id": "s", "entity": "Todo"})).await;
+    let subscribed = next(&mut ws).await.expect("the socket stays open");
     assert_eq!(subscribed["type"], "subscribed", "{subscribed}");
     let since = subscribed["seq"].as_i64().unwrap();
     // A second socket follows only rows matching a full-text filter (evaluated in memory).
     let mut found = connect(&srv, &alice).await;
     let sub = json!({"type": "subscribe", "id": "f", "entity": "Todo", "filter": {"$search": "LOOSE"}});
-    found.send(Message::Text(sub.to_string().into())).await.unwrap();
-    assert_eq!(next(&mut found).await["type"], "subscribed");
+    send(&mut found, sub).await;
+    assert_eq!(next(&mut found).await.expect("the socket stays open")["type"], "subscribed");
 
     // To-one, from the todo's side.
     let (status, body) = http(&srv, ADMIN, "POST", "/api/link",
         Some(json!({"entity": "Todo", "id": "loose", "relation": "owner", "target_id": "u1"}))).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!((body["entity"].as_str(), body["id"].as_str(), body["data"]["ownerId"].as_str()), (Some("Todo"), Some("loose"), Some("u1")));
-    let frame = next(&mut ws).await;
+    let frame = next(&mut ws).await.expect("the socket stays open");
     assert_eq!((frame["event"]["kind"].as_str(), frame["event"]["row_id"].as_str()), (Some("update"), Some("loose")));
     assert_eq!(frame["event"]["data"]["ownerId"], "u1");
     let (_, graph) = http(&srv, &alice, "POST", "/api/query", Some(json!({"User": {"where": {"id": "u1"}, "include": {"todos": {}}}}))).await;
@@ -237,7 +196,7 @@ async fn link_and_unlink_are_ordinary_updates_in_the_log_and_live() {
     let (status, body) = http(&srv, ADMIN, "POST", "/api/unlink", Some(unlink.clone())).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["data"]["ownerId"], Value::Null);
-    let frame = next(&mut ws).await;
+    let frame = next(&mut ws).await.expect("the socket stays open");
     assert_eq!((frame["event"]["row_id"].as_str(), &frame["event"]["data"]["ownerId"]), (Some("loose"), &Value::Null));
     // Not linked any more: 404, and nothing is written.
     let (status, body) = http(&srv, ADMIN, "POST", "/api/unlink", Some(unlink)).await;
@@ -252,11 +211,11 @@ async fn link_and_unlink_are_ordinary_updates_in_the_log_and_live() {
     // The full-text subscription saw both updates of "loose end", skips an unrelated insert
     // and gets the next row with the word.
     for _ in 0..2 {
-        assert_eq!(next(&mut found).await["event"]["row_id"], "loose");
+        assert_eq!(next(&mut found).await.expect("the socket stays open")["event"]["row_id"], "loose");
     }
     seed(&srv, vec![("Todo", "other".into(), json!({"title": "unrelated", "status": "open"})),
                     ("Todo", "loose2".into(), json!({"title": "Loose cannon", "status": "open"}))]).await;
-    assert_eq!(next(&mut found).await["event"]["row_id"], "loose2");
+    assert_eq!(next(&mut found).await.expect("the socket stays open")["event"]["row_id"], "loose2");
 
     // Write policies apply: bob may not move u1's todo; unknown things are refused.
     let bob = session(&srv, "bob").await;

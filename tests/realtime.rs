@@ -6,7 +6,7 @@ mod common;
 
 use actix_web::App;
 use awc::ws::{Frame, Message};
-use common::live::{client, connect, next, send, Ws, PATIENCE};
+use common::live::{client, connect, http, next, send, Ws, PATIENCE};
 use common::{config, ADMIN, ORIGIN};
 use futures_util::{SinkExt, StreamExt};
 use plaza::config::Config;
@@ -32,17 +32,6 @@ fn server(config: Config) -> actix_test::TestServer {
 async fn session(srv: &actix_test::TestServer, user: &str) -> String {
     let (_, body) = http(srv, ADMIN, "POST", "/api/auth/session", Some(json!({"user_id": user}))).await;
     body["token"].as_str().unwrap().to_string()
-}
-
-async fn http(srv: &actix_test::TestServer, token: &str, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
-    let req = client().request(method.parse().unwrap(), srv.url(path)).insert_header(("Authorization", format!("Bearer {token}")));
-    let mut resp = match body {
-        Some(b) => req.send_json(&b).await,
-        None => req.send().await,
-    }
-    .unwrap();
-    let bytes = resp.body().limit(64 << 20).await.unwrap();
-    (resp.status().as_u16(), serde_json::from_slice(&bytes).unwrap_or(Value::Null))
 }
 
 async fn insert(srv: &actix_test::TestServer, token: &str, owner: &str, title: &str) -> String {

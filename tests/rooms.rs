@@ -7,7 +7,7 @@ mod common;
 use std::time::Duration;
 
 use actix_web::App;
-use common::live::{client, connect, next, send, Ws};
+use common::live::{client, connect, http, next, send, Ws};
 use common::{config, ADMIN, ORIGIN};
 use futures_util::SinkExt;
 use plaza::config::Config;
@@ -48,17 +48,6 @@ async fn guest(srv: &actix_test::TestServer) -> String {
     let mut resp = client().post(srv.url("/api/auth/guest")).insert_header(("Origin", ORIGIN)).send().await.unwrap();
     let body: Value = resp.json().await.unwrap();
     body["token"].as_str().unwrap().to_string()
-}
-
-async fn http(srv: &actix_test::TestServer, token: &str, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
-    let req = client().request(method.parse().unwrap(), srv.url(path)).insert_header(("Authorization", format!("Bearer {token}")));
-    let mut resp = match body {
-        Some(b) => req.send_json(&b).await,
-        None => req.send().await,
-    }
-    .unwrap();
-    let bytes = resp.body().limit(64 << 20).await.unwrap();
-    (resp.status().as_u16(), serde_json::from_slice(&bytes).unwrap_or(Value::Null))
 }
 
 

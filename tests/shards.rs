@@ -13,7 +13,7 @@ use serde_json::{json, Value};
 
 mod common;
 
-use common::live::{client, connect, next, send, Ws, PATIENCE};
+use common::live::{client, connect, http, next, send, Ws, PATIENCE};
 
 const ADMIN: &str = "shards-admin";
 
@@ -104,20 +104,6 @@ fn server() -> actix_test::TestServer {
     server_with(config(), "{}")
 }
 
-
-async fn http(srv: &actix_test::TestServer, token: Option<&str>, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
-    let mut req = client().request(method.parse().unwrap(), srv.url(path));
-    if let Some(t) = token {
-        req = req.insert_header(("Authorization", format!("Bearer {t}")));
-    }
-    let mut resp = match body {
-        Some(b) => req.send_json(&b).await,
-        None => req.send().await,
-    }
-    .unwrap();
-    let bytes = resp.body().limit(64 << 20).await.unwrap();
-    (resp.status().as_u16(), serde_json::from_slice(&bytes).unwrap_or(Value::Null))
-}
 
 async fn session(srv: &actix_test::TestServer, user: &str) -> String {
     let (_, body) = http(srv, Some(ADMIN), "POST", "/api/auth/session", Some(json!({"user_id": user}))).await;
@@ -245,7 +231,7 @@ async fn inputs_change_state_in_arrival_order() {
     let y0 = settled["state"]["players"]["bob"]["y"].as_f64().unwrap();
 
     // Over HTTP the answer names the tick that applies the input; that tick shows it.
-    let (status, body) = http(&srv, Some(&bob), "POST", "/api/shards/duel/input", Some(json!({"input": {"move": [1, 0]}}))).await;
+    let (status, body) = http(&srv, &bob, "POST", "/api/shards/duel/input", Some(json!({"input": {"move": [1, 0]}}))).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["queued"], true);
     let at = body["tick"].as_u64().unwrap();
@@ -268,7 +254,7 @@ async fn inputs_change_state_in_arrival_order() {
         }
     };
     assert_eq!((refused["code"].as_str(), refused["ref"].as_str()), (Some("VALIDATION"), Some("duel")), "{refused}");
-    let (status, body) = http(&srv, Some(&bob), "POST", "/api/shards/duel/input", Some(json!({"input": {"move": "up"}}))).await;
+    let (status, body) = http(&srv, &bob, "POST", "/api/shards/duel/input", Some(json!({"input": {"move": "up"}}))).await;
     assert_eq!((status, body["error"]["code"].as_str()), (400, Some("VALIDATION")));
 }
 
@@ -358,7 +344,7 @@ async fn admins_start_and_stop_shards_and_limits_answer_clearly() {
         let (status, body) = http(&srv, token, "POST", "/api/shards", Some(spec.clone())).await;
         assert_eq!((status, body["error"]["code"].as_str()), (403, Some("FORBIDDEN")), "{token:?}: {body}");
     }
-    let (status, body) = http(&srv, Some(ADMIN), "POST", "/api/shards", Some(spec.clone())).await;
+    let (status, body) = http(&srv, ADMIN, "POST", "/api/shards", Some(spec.clone())).await;
     assert_eq!(status, 201, "{body}");
     assert_eq!(body, json!({"name": "room-1", "sim": "arena", "tick_hz": 10, "persist": false}));
     let refusals = [
@@ -369,11 +355,11 @@ async fn admins_start_and_stop_shards_and_limits_answer_clearly() {
         (json!({"name": "x", "sim": "arena", "config": {"width": -3}}), 400, "VALIDATION"),
     ];
     for (body, status, code) in refusals {
-        let (s, reply) = http(&srv, Some(ADMIN), "POST", "/api/shards", Some(body.clone())).await;
+        let (s, reply) = http(&srv, ADMIN, "POST", "/api/shards", Some(body.clone())).await;
         assert_eq!((s, reply["error"]["code"].as_str()), (status, Some(code)), "{body}: {reply}");
     }
     start_shard(&srv, json!({"name": "room-2", "sim": "arena"})).await;
-    let (status, body) = http(&srv, Some(ADMIN), "POST", "/api/shards", Some(json!({"name": "room-3", "sim": "arena"}))).await;
+    let (status, body) = http(&srv, ADMIN, "POST", "/api/shards", Some(json!({"name": "room-3", "sim": "arena"}))).await;
     assert_eq!((status, body["error"]["code"].as_str()), (409, Some("TOO_MANY_SHARDS")), "{body}");
 
     let (status, body) = http(&srv, None, "GET", "/api/shards/room-1", None).await;
@@ -386,20 +372,20 @@ async fn admins_start_and_stop_shards_and_limits_answer_clearly() {
     let input = json!({"input": {"move": [0, 1]}});
     let (status, _) = http(&srv, None, "POST", "/api/shards/room-1/input", Some(input.clone())).await;
     assert_eq!(status, 403);
-    let (status, body) = http(&srv, Some(&dave), "POST", "/api/shards/nope/input", Some(input.clone())).await;
+    let (status, body) = http(&srv, &dave, "POST", "/api/shards/nope/input", Some(input.clone())).await;
     assert_eq!((status, body["error"]["code"].as_str()), (404, Some("NOT_FOUND")));
     let big = json!({"input": {"move": [0, 1], "pad": "x".repeat(5000)}});
-    let (status, body) = http(&srv, Some(&dave), "POST", "/api/shards/room-1/input", Some(big)).await;
+    let (status, body) = http(&srv, &dave, "POST", "/api/shards/room-1/input", Some(big)).await;
     assert_eq!((status, body["error"]["code"].as_str()), (400, Some("VALIDATION")), "{body}");
     let mut statuses = Vec::new();
     for _ in 0..4 {
-        let (status, body) = http(&srv, Some(&dave), "POST", "/api/shards/room-1/input", Some(input.clone())).await;
+        let (status, body) = http(&srv, &dave, "POST", "/api/shards/room-1/input", Some(input.clone())).await;
         statuses.push((status, body["error"]["code"].as_str().map(String::from)));
     }
     assert_eq!(statuses[..3], [(200, None), (200, None), (200, None)]);
     assert_eq!(statuses[3], (429, Some("RATE_LIMITED".into())));
     let erin = session(&srv, "erin").await;
-    let (status, body) = http(&srv, Some(&erin), "POST", "/api/shards/room-1/input", Some(input.clone())).await;
+    let (status, body) = http(&srv, &erin, "POST", "/api/shards/room-1/input", Some(input.clone())).await;
     assert_eq!((status, body["error"]["code"].as_str()), (409, Some("SHARD_FULL")), "{body}");
     let mut ws = connect(&srv, &erin).await;
     send(&mut ws, json!({"type": "shard_subscribe", "shard": "room-1"})).await;
@@ -412,9 +398,9 @@ async fn admins_start_and_stop_shards_and_limits_answer_clearly() {
     let mut watcher = connect(&srv, ADMIN).await;
     send(&mut watcher, json!({"type": "shard_subscribe", "shard": "room-1"})).await;
     snapshot(&mut watcher, "room-1").await;
-    let (status, _) = http(&srv, Some(&dave), "DELETE", "/api/shards/room-1", None).await;
+    let (status, _) = http(&srv, &dave, "DELETE", "/api/shards/room-1", None).await;
     assert_eq!(status, 403);
-    let (status, body) = http(&srv, Some(ADMIN), "DELETE", "/api/shards/room-1", None).await;
+    let (status, body) = http(&srv, ADMIN, "DELETE", "/api/shards/room-1", None).await;
     assert_eq!((status, body), (200, json!({"stopped": "room-1"})));
     let stopped = loop {
         let f = next(&mut watcher).await.unwrap();
@@ -425,7 +411,7 @@ async fn admins_start_and_stop_shards_and_limits_answer_clearly() {
     assert_eq!((stopped["code"].as_str(), stopped["ref"].as_str()), (Some("SHARD_STOPPED"), Some("room-1")));
     let (status, _) = http(&srv, None, "GET", "/api/shards/room-1", None).await;
     assert_eq!(status, 404);
-    let (status, _) = http(&srv, Some(ADMIN), "DELETE", "/api/shards/room-1", None).await;
+    let (status, _) = http(&srv, ADMIN, "DELETE", "/api/shards/room-1", None).await;
     assert_eq!(status, 404);
     start_shard(&srv, spec).await;
 }
