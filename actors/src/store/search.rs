@@ -281,12 +281,14 @@ impl Reader {
             return Err(PlazaError::Validation(format!("{entity} declares no full-text search")));
         }
         let mut params = Vec::new();
-        let where_sql = to_sql_where(&self.readable(entity, auth, &req.filter), &mut params);
+        let readable = self.readable(entity, auth, &req.filter);
+        let unfiltered = matches!(&readable, Filter::All(parts) if parts.is_empty());
+        let where_sql = to_sql_where(&readable, &mut params);
         let facet_cols: String = req.facets.iter().map(|f| format!(", t.\"{f}\"")).collect();
         let sql = match &req.text {
             // Nothing to check on the rows themselves: ids, scores and facets all come from
             // the index and its rowid table.
-            Some(text) if where_sql == "1" => {
+            Some(text) if unfiltered => {
                 let fts = fts_table(entity);
                 params.insert(0, SqlValue::Text(text.fts_query()));
                 let facet_cols: String = req.facets.iter().map(|f| format!(", m.{}", facet_column(f))).collect();
