@@ -71,8 +71,8 @@ fn set_cookie(resp: &actix_web::dev::ServiceResponse<impl actix_web::body::Messa
     resp.response().cookies().find(|c| c.name() == name).map(|c| c.value().to_string())
 }
 
-#[actix_web::test]
-async fn oauth_sign_in_with_pkce_state_links_and_upgrades() {
+/// The mock provider's state (shared with its handlers) and its server.
+fn mock_provider() -> (Shared, actix_test::TestServer) {
     let mock: Shared = Arc::default();
     let served = mock.clone();
     let provider = actix_test::start(move || {
@@ -81,6 +81,12 @@ async fn oauth_sign_in_with_pkce_state_links_and_upgrades() {
             .route("/token", web::post().to(token))
             .route("/userinfo", web::get().to(userinfo))
     });
+    (mock, provider)
+}
+
+#[actix_web::test]
+async fn oauth_sign_in_with_pkce_state_links_and_upgrades() {
+    let (mock, provider) = mock_provider();
     let base = provider.url("/");
     let mut cfg = Config { ..config() };
     cfg.oauth = vec![OAuthProviderConfig {
@@ -222,14 +228,7 @@ async fn oauth_sign_in_with_pkce_state_links_and_upgrades() {
 
 #[actix_web::test]
 async fn linked_identities_and_pending_sign_ins_survive_a_restart() {
-    let mock: Shared = Arc::default();
-    let served = mock.clone();
-    let provider = actix_test::start(move || {
-        App::new()
-            .app_data(web::Data::new(served.clone()))
-            .route("/token", web::post().to(token))
-            .route("/userinfo", web::get().to(userinfo))
-    });
+    let (mock, provider) = mock_provider();
     let base = provider.url("/");
     let dir = tempfile::tempdir().unwrap();
     let cfg = || {
