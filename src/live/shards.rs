@@ -3,9 +3,10 @@
 //!
 //! A subscription holds the shard's watch receiver and reads the latest published tick only
 //! when the stream can write: a WebSocket whose client is not reading is not polled at all, an
-//! SSE stream whose queue is full skips the tick. Either way the subscriber keeps only the
-//! latest state (catching up from the last tick it received, see `Published::frames_after`),
-//! is never disconnected for being slow, and the shard never waits on it.
+//! SSE stream whose queue is full skips the tick. Either way the subscriber catches up from the
+//! last tick it received as far as the shard keeps frames (see `Published::frames_after`),
+//! beyond that only the latest state, is never disconnected for being slow, and the shard never
+//! waits on it.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -126,9 +127,8 @@ where
 /// skips the rest (the next tick catches up). The end of the shard is told once.
 fn deliver<A: ShardStream>(act: &mut A, ctx: &mut A::Context, name: &Arc<str>, p: &Published) {
     let Some(mut last) = act.shard_subs().subs.get(name).map(|w| w.last) else { return };
-    for (tick, text) in p.frames_after(last) {
-        let kind = if Arc::ptr_eq(text, &p.key) { "snapshot" } else { "delta" };
-        match act.write(Frame { kind, seq: None, text: text.to_string() }, ctx) {
+    for (tick, kind, text) in p.frames_after(last) {
+        match act.write(Frame { kind: kind.as_str(), seq: None, text: text.to_string() }, ctx) {
             Ok(()) => {
                 act.core().state.metrics.frames_out.inc();
                 last = Some(tick);

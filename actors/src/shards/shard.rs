@@ -6,8 +6,10 @@
 //! restarts from now and the dropped ticks are counted). Each tick applies the queued inputs in
 //! arrival order, steps the simulation by `1 / tick_hz`, and publishes the result once, already
 //! serialised, on a `watch` channel. Subscribers hold receivers: each reads the latest value
-//! when it is ready to write, so a slow one skips ticks (keeping only the latest) and the shard
-//! never waits on anyone, however many subscribe.
+//! when it is ready to write and catches up from the last tick it received (through the deltas,
+//! or the last `CATCH_UP_SNAPSHOTS` full snapshots when the simulation has no deltas); one
+//! further behind skips to the latest, and the shard never waits on anyone, however many
+//! subscribe.
 //!
 //! Messages: `Boot` (from the registry), `Input`, `Subscribe`, `Unsubscribe`, `Info`,
 //! `Snapshot`, `Stop`.
@@ -37,6 +39,10 @@ pub const MAX_CATCH_UP: Duration = Duration::from_secs(1);
 pub const MAILBOX_CAPACITY: usize = 65_536;
 /// Overruns are logged at most this often per shard (all are counted).
 pub const OVERRUN_LOG_EVERY: Duration = Duration::from_secs(5);
+/// Full snapshots kept for subscribers that fell behind, when the simulation publishes no
+/// deltas: a socket stalled for fewer ticks than this still receives every tick (at 30 Hz,
+/// about half a second); one stalled longer skips to the latest.
+pub const CATCH_UP_SNAPSHOTS: usize = 16;
 
 /// Why a shard's stream ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,8 +56,9 @@ pub enum Ended {
 }
 
 /// One tick as published to subscribers, serialised once. With deltas, `key` is the last full
-/// snapshot frame and `deltas` the delta frames of each tick since, so a subscriber that
-/// skipped ticks can still catch up from what it last received.
+/// snapshot frame and `deltas` the delta frames of each tick since; without, `earlier` holds the
+/// snapshot frames of the ticks just before `key`. Either way a subscriber that skipped ticks
+/// can still catch up from what it last received.
 #[derive(Debug)]
 pub struct Published {
     pub shard: Arc<str>,
@@ -59,19 +66,51 @@ pub struct Published {
     pub key_tick: u64,
     pub key: Arc<str>,
     pub deltas: Vec<(u64, Arc<str>)>,
+    /// Snapshot frames of consecutive ticks up to `key_tick - 1`, oldest first, at most
+    /// `CATCH_UP_SNAPSHOTS`.
+    pub earlier: Vec<(u64, Arc<str>)>,
     pub ended: Option<Ended>,
 }
 
+/// What a published frame carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FrameKind {
+    Snapshot,
+    Delta,
+}
+
+impl FrameKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FrameKind::Snapshot => "snapshot",
+            FrameKind::Delta => "delta",
+        }
+    }
+}
+
 impl Published {
-    /// The frames (tick, text) that bring a subscriber that last received tick `last` (`None`:
-    /// nothing yet) up to this tick: deltas after `last` when it has their base, else the full
-    /// snapshot and the deltas after it.
-    pub fn frames_after(&self, last: Option<u64>) -> impl Iterator<Item = (u64, &Arc<str>)> {
-        let (key, after) = match last {
-            Some(l) if l >= self.key_tick => (None, l),
-            _ => (Some((self.key_tick, &self.key)), self.key_tick),
+    /// The frames (tick, kind, text) that bring a subscriber that last received tick `last`
+    /// (`None`: nothing yet) up to this tick: deltas after `last` when it has their base, else
+    /// the earlier snapshots it missed (if still kept), the full snapshot and the deltas after it.
+    pub fn frames_after(&self, last: Option<u64>) -> impl Iterator<Item = (u64, FrameKind, &Arc<str>)> {
+        let (earlier_after, key, deltas_after) = match last {
+            Some(l) if l >= self.key_tick => (u64::MAX, None, l),
+            Some(l) => (l, Some((self.key_tick, FrameKind::Snapshot, &self.key)), self.key_tick),
+            None => (u64::MAX, Some((self.key_tick, FrameKind::Snapshot, &self.key)), self.key_tick),
         };
-        key.into_iter().chain(self.deltas.iter().filter(move |(t, _)| *t > after).map(|(t, f)| (*t, f)))
+        let earlier = self.earlier.iter().filter(move |(t, _)| *t > earlier_after).map(|(t, f)| (*t, FrameKind::Snapshot, f));
+        let deltas = self.deltas.iter().filter(move |(t, _)| *t > deltas_after).map(|(t, f)| (*t, FrameKind::Delta, f));
+        earlier.chain(key).chain(deltas)
+    }
+
+    /// The snapshots a keyframe at `tick` keeps from this one: its own key when it was the
+    /// previous tick's full snapshot, after the ones it kept, up to `CATCH_UP_SNAPSHOTS`.
+    fn earlier_for(&self, tick: u64) -> Vec<(u64, Arc<str>)> {
+        if !self.deltas.is_empty() || self.key.is_empty() || self.key_tick + 1 != tick {
+            return Vec::new();
+        }
+        let skip = (self.earlier.len() + 1).saturating_sub(CATCH_UP_SNAPSHOTS);
+        self.earlier.iter().skip(skip).cloned().chain([(self.key_tick, self.key.clone())]).collect()
     }
 }
 
@@ -157,7 +196,7 @@ impl Shard {
         let name: Arc<str> = spec.name.as_str().into();
         let name_json = serde_json::to_string(&spec.name).unwrap_or_else(|_| "\"\"".into());
         let period = Duration::from_secs_f64(1.0 / f64::from(spec.tick_hz.max(1)));
-        let placeholder = Published { shard: name.clone(), tick: 0, key_tick: 0, key: "".into(), deltas: Vec::new(), ended: None };
+        let placeholder = Published { shard: name.clone(), tick: 0, key_tick: 0, key: "".into(), deltas: Vec::new(), earlier: Vec::new(), ended: None };
         let (out, _) = watch::channel(Arc::new(placeholder));
         Shard {
             name,
@@ -216,6 +255,7 @@ impl Shard {
             key_tick: last.key_tick,
             key: last.key.clone(),
             deltas: last.deltas.clone(),
+            earlier: last.earlier.clone(),
             ended: Some(why),
         }));
     }
@@ -301,11 +341,13 @@ impl Shard {
                 let last = self.out.borrow().clone();
                 let mut deltas = last.deltas.clone();
                 deltas.push((tick, self.delta_frame(tick, &d)));
-                Published { shard: self.name.clone(), tick, key_tick: last.key_tick, key: last.key.clone(), deltas, ended: None }
+                let (key_tick, key) = (last.key_tick, last.key.clone());
+                Published { shard: self.name.clone(), tick, key_tick, key, deltas, earlier: Vec::new(), ended: None }
             }
             None => {
                 let key = self.snapshot_frame(tick, &state);
-                Published { shard: self.name.clone(), tick, key_tick: tick, key, deltas: Vec::new(), ended: None }
+                let earlier = self.out.borrow().earlier_for(tick);
+                Published { shard: self.name.clone(), tick, key_tick: tick, key, deltas: Vec::new(), earlier, ended: None }
             }
         };
         self.last_state = Arc::new(state);
@@ -463,7 +505,7 @@ impl Shard {
         self.tick = tick;
         let key = self.snapshot_frame(tick, &state);
         self.last_state = Arc::new(state);
-        self.out.send_replace(Arc::new(Published { shard: self.name.clone(), tick, key_tick: tick, key, deltas: Vec::new(), ended: None }));
+        self.out.send_replace(Arc::new(Published { shard: self.name.clone(), tick, key_tick: tick, key, deltas: Vec::new(), earlier: Vec::new(), ended: None }));
         self.observer.started(&self.name);
         tracing::info!(shard = %self.name, sim = %self.spec.sim, tick_hz = self.spec.tick_hz, tick, "shard started");
         self.epoch = Instant::now() + self.period;
@@ -679,11 +721,29 @@ mod tests {
 
     fn published(tick: u64, key_tick: u64) -> Published {
         let deltas = (key_tick + 1..=tick).map(|t| (t, Arc::<str>::from(format!("d{t}")))).collect();
-        Published { shard: "s".into(), tick, key_tick, key: format!("k{key_tick}").into(), deltas, ended: None }
+        Published { shard: "s".into(), tick, key_tick, key: format!("k{key_tick}").into(), deltas, earlier: Vec::new(), ended: None }
     }
 
     fn frames(p: &Published, last: Option<u64>) -> Vec<String> {
-        p.frames_after(last).map(|(_, f)| f.to_string()).collect()
+        p.frames_after(last).map(|(_, _, f)| f.to_string()).collect()
+    }
+
+    /// Publishes full snapshots for ticks 1..=tick, each kept from the one before.
+    fn snapshots_up_to(tick: u64) -> Published {
+        (2..=tick).fold(published(1, 1), |prev, t| Published { earlier: prev.earlier_for(t), ..published(t, t) })
+    }
+
+    #[test]
+    fn without_deltas_subscribers_catch_up_on_the_snapshots_kept() {
+        let p = snapshots_up_to(40);
+        assert_eq!(frames(&p, Some(37)), ["k38", "k39", "k40"], "a few ticks behind: every one it missed");
+        assert_eq!(frames(&p, Some(39)), ["k40"]);
+        assert_eq!(frames(&p, None), ["k40"], "a new subscriber starts from the latest");
+        let kept = 40 - CATCH_UP_SNAPSHOTS as u64;
+        assert_eq!(frames(&p, Some(kept - 1)).len(), CATCH_UP_SNAPSHOTS + 1, "the oldest kept is the first it gets");
+        assert_eq!(frames(&p, Some(kept - 1))[0], format!("k{kept}"));
+        assert_eq!(frames(&p, Some(3))[0], format!("k{kept}"), "further behind: what is kept, the rest skipped");
+        assert!(p.frames_after(Some(37)).all(|(_, kind, _)| kind == FrameKind::Snapshot));
     }
 
     #[test]
