@@ -9,7 +9,10 @@
 //!   removed): the index only, the text stays in the entity's table.
 //!
 //! The Writer keeps the index in step inside the same transaction as the row ([`on_insert`],
-//! [`on_update`], [`on_delete`]). At start [`migrate`] builds the index for existing rows when
+//! [`on_update`], [`on_delete`]). The rowid table is written with the row; the FTS5 writes
+//! wait in a [`PendingIndex`] until the group's per-unit savepoints are released, because
+//! FTS5 flushes its pending terms into a new segment at every savepoint: indexing inside them
+//! wrote one segment per row, and merging those cost more than the indexing. At start [`migrate`] builds the index for existing rows when
 //! `search` is added (or its text or facet fields change) and drops it when `search` is removed.
 //!
 //! Segment merging is taken off the commit path: FTS5's `automerge` is off, so a commit only
@@ -137,11 +140,30 @@ fn index_sql(def: &EntityDef, delete: bool) -> String {
     }
 }
 
-fn index(conn: &Connection, def: &EntityDef, rid: i64, row: &Row, delete: bool) -> Result<()> {
-    let mut values = vec![SqlValue::Integer(rid)];
-    values.extend(texts(def, row));
-    conn.prepare_cached(&index_sql(def, delete))?.execute(params_from_iter(values))?;
-    Ok(())
+/// FTS5 writes of one commit group, in order, held back until no savepoint is open.
+#[derive(Default)]
+pub struct PendingIndex(Vec<(String, Vec<SqlValue>)>);
+
+impl PendingIndex {
+    /// Queues indexing `row` under `rid` (or removing it, with the text it was indexed with).
+    fn index(&mut self, def: &EntityDef, rid: i64, row: &Row, delete: bool) {
+        let mut values = vec![SqlValue::Integer(rid)];
+        values.extend(texts(def, row));
+        self.0.push((index_sql(def, delete), values));
+    }
+
+    /// Adds a unit's writes after the ones already queued.
+    pub fn append(&mut self, unit: PendingIndex) {
+        self.0.extend(unit.0);
+    }
+
+    /// Runs the queued writes (in the group's transaction, after its savepoints).
+    pub fn write(self, conn: &Connection) -> Result<()> {
+        for (sql, values) in self.0 {
+            conn.prepare_cached(&sql)?.execute(params_from_iter(values))?;
+        }
+        Ok(())
+    }
 }
 
 fn rowid_of(conn: &Connection, def: &EntityDef, id: &str) -> Result<Option<i64>> {
@@ -162,19 +184,20 @@ fn facet_values(def: &EntityDef, row: &Row) -> Vec<SqlValue> {
 }
 
 /// After a row is inserted (same transaction).
-pub fn on_insert(conn: &Connection, def: &EntityDef, id: &str, row: &Row) -> Result<()> {
+pub fn on_insert(conn: &Connection, index: &mut PendingIndex, def: &EntityDef, id: &str, row: &Row) -> Result<()> {
     let Some(search) = &def.search else { return Ok(()) };
     let cols: String = search.facets.iter().map(|f| format!(", {}", facet_column(f))).collect();
     let sql = format!("INSERT INTO \"{}\" (id{cols}) VALUES (?{})", fts_rowids(&def.name), ", ?".repeat(search.facets.len()));
     let mut values = vec![SqlValue::Text(id.to_string())];
     values.extend(facet_values(def, row));
     conn.prepare_cached(&sql)?.execute(params_from_iter(values))?;
-    index(conn, def, conn.last_insert_rowid(), row, false)
+    index.index(def, conn.last_insert_rowid(), row, false);
+    Ok(())
 }
 
 /// After a row is updated: its facet copy follows, and it is re-indexed only when a text field
 /// changed.
-pub fn on_update(conn: &Connection, def: &EntityDef, id: &str, old: &Row, new: &Row) -> Result<()> {
+pub fn on_update(conn: &Connection, index: &mut PendingIndex, def: &EntityDef, id: &str, old: &Row, new: &Row) -> Result<()> {
     let Some(search) = &def.search else { return Ok(()) };
     let facets = facet_values(def, new);
     if !search.facets.is_empty() && facet_values(def, old) != facets {
@@ -189,20 +212,21 @@ pub fn on_update(conn: &Connection, def: &EntityDef, id: &str, old: &Row, new: &
     }
     match rowid_of(conn, def, id)? {
         Some(rid) => {
-            index(conn, def, rid, old, true)?;
-            index(conn, def, rid, new, false)
+            index.index(def, rid, old, true);
+            index.index(def, rid, new, false);
+            Ok(())
         }
-        None => on_insert(conn, def, id, new),
+        None => on_insert(conn, index, def, id, new),
     }
 }
 
 /// After a row is deleted.
-pub fn on_delete(conn: &Connection, def: &EntityDef, id: &str, old: &Row) -> Result<()> {
+pub fn on_delete(conn: &Connection, index: &mut PendingIndex, def: &EntityDef, id: &str, old: &Row) -> Result<()> {
     if def.search.is_none() {
         return Ok(());
     }
     if let Some(rid) = rowid_of(conn, def, id)? {
-        index(conn, def, rid, old, true)?;
+        index.index(def, rid, old, true);
         conn.prepare_cached(&format!("DELETE FROM \"{}\" WHERE rid = ?", fts_rowids(&def.name)))?.execute([rid])?;
     }
     Ok(())
@@ -413,7 +437,9 @@ mod tests {
             let tx = conn.transaction().unwrap();
             tx.execute("INSERT INTO \"Note\" (id, \"createdAt\", \"updatedAt\", body, tag) VALUES (?, '', '', ?, 't')", params![format!("n{i}"), format!("common word{i}")])
                 .unwrap();
-            on_insert(&tx, def, &format!("n{i}"), &row).unwrap();
+            let mut index = PendingIndex::default();
+            on_insert(&tx, &mut index, def, &format!("n{i}"), &row).unwrap();
+            index.write(&tx).unwrap();
             tx.commit().unwrap();
         }
         let segments = |c: &Connection| -> i64 {
@@ -430,5 +456,37 @@ mod tests {
         assert_eq!(found, 200);
         let tagged: i64 = conn.query_row("SELECT count(*) FROM \"_plaza_fts_Note_rid\" WHERE \"facet_tag\" = 't'", [], |r| r.get(0)).unwrap();
         assert_eq!(tagged, 200, "facet copies beside the rowids");
+    }
+
+    #[test]
+    fn a_commit_group_indexes_its_rows_in_one_segment() {
+        let manifest = AppManifest::from_json(
+            r#"{"entities":[{"name":"Note","fields":[{"name":"body","type":"string"}],"search":{"text":["body"]}}]}"#,
+        )
+        .unwrap();
+        let mut conn = Connection::open_in_memory().unwrap();
+        crate::store::schema::migrate(&mut conn, &manifest).unwrap();
+        let def = manifest.entity("Note").unwrap();
+        let segments = |c: &Connection| -> i64 {
+            c.query_row("SELECT count(*) FROM \"_plaza_fts_Note_data\" WHERE id >= 137438953472", [], |r| r.get(0)).unwrap()
+        };
+        let before = segments(&conn);
+        // As the Writer does: one savepoint per unit, the index written after them all.
+        let tx = conn.transaction().unwrap();
+        let mut index = PendingIndex::default();
+        for i in 0..20 {
+            tx.execute_batch("SAVEPOINT unit").unwrap();
+            let row: Row = json!({"body": format!("word{i} shared")}).as_object().unwrap().clone();
+            tx.execute("INSERT INTO \"Note\" (id, \"createdAt\", \"updatedAt\", body) VALUES (?, '', '', ?)", params![format!("n{i}"), row["body"].as_str()]).unwrap();
+            let mut unit = PendingIndex::default();
+            on_insert(&tx, &mut unit, def, &format!("n{i}"), &row).unwrap();
+            index.append(unit);
+            tx.execute_batch("RELEASE unit").unwrap();
+        }
+        index.write(&tx).unwrap();
+        tx.commit().unwrap();
+        assert_eq!(segments(&conn) - before, 1, "twenty rows in one group: one new segment, not one per savepoint");
+        let found: i64 = conn.query_row("SELECT count(*) FROM \"_plaza_fts_Note\" WHERE \"_plaza_fts_Note\" MATCH 'shared'", [], |r| r.get(0)).unwrap();
+        assert_eq!(found, 20);
     }
 }

@@ -27,6 +27,7 @@ use crate::model::rows::{self, NewRow, Row};
 use crate::store::queue::{FairQueue, Full, Limits};
 use crate::store::checkpoint::Checkpointer;
 use crate::store::reader::{read_row, DataVersion};
+use crate::store::search::PendingIndex;
 use crate::store::{open_write_connection, StoreOptions};
 
 /// Most units folded into one transaction; bounds commit latency under load.
@@ -415,13 +416,14 @@ impl Handler<CommitGroup> for SqliteWriter {
         let now = now_rfc3339();
         let mut outcomes = Vec::with_capacity(msg.0.len());
         let mut remembered = false;
+        let mut index = PendingIndex::default();
         for unit in msg.0 {
             let ctx = OpContext { manifest: &manifest, policies: &policies, auth: &unit.auth, now: &now };
             remembered |= unit.ops.iter().any(|op| matches!(op, WriteOp::RememberApplied { .. }));
             let outcome = if unit.atomic {
-                Outcome::All(in_savepoint(&tx, |done| {
+                Outcome::All(in_savepoint(&tx, &mut index, |done, index| {
                     for op in unit.ops {
-                        if let Some(change) = apply(&tx, &ctx, op, done)? {
+                        if let Some(change) = apply(&tx, &ctx, op, done, index)? {
                             done.push(change);
                         }
                     }
@@ -430,8 +432,8 @@ impl Handler<CommitGroup> for SqliteWriter {
             } else {
                 let mut each = Vec::with_capacity(unit.ops.len());
                 for op in unit.ops {
-                    let applied = in_savepoint(&tx, |done| {
-                        if let Some(change) = apply(&tx, &ctx, op, &[])? {
+                    let applied = in_savepoint(&tx, &mut index, |done, index| {
+                        if let Some(change) = apply(&tx, &ctx, op, &[], index)? {
                             done.push(change);
                         }
                         Ok(())
@@ -442,6 +444,8 @@ impl Handler<CommitGroup> for SqliteWriter {
             };
             outcomes.push(outcome);
         }
+        // After every savepoint is released, so FTS5 flushes its terms once for the group.
+        index.write(&tx)?;
         let last_seq = outcomes.iter().flat_map(Outcome::changes).map(|c| c.seq).fold(self.bounds.last_seq, i64::max);
         let cutoff = last_seq - self.retain;
         if cutoff >= self.bounds.oldest_seq {
@@ -474,14 +478,22 @@ impl Handler<Maintain> for SqliteWriter {
 }
 
 /// Runs `body` inside a savepoint, rolled back if it fails: the outer `Result` is the
-/// connection's own failure (the whole group fails), the inner one the unit's.
-fn in_savepoint(tx: &Connection, body: impl FnOnce(&mut Vec<Change>) -> Result<()>) -> Result<Result<Vec<Change>>> {
+/// connection's own failure (the whole group fails), the inner one the unit's. The unit's
+/// search index writes join the group's (`index`) only when it succeeds.
+fn in_savepoint(
+    tx: &Connection,
+    index: &mut PendingIndex,
+    body: impl FnOnce(&mut Vec<Change>, &mut PendingIndex) -> Result<()>,
+) -> Result<Result<Vec<Change>>> {
     // Cached statements: a savepoint per unit costs no SQL parsing.
     tx.prepare_cached("SAVEPOINT unit")?.execute([])?;
-    let mut done = Vec::new();
-    let outcome = body(&mut done);
-    if outcome.is_err() {
-        tx.prepare_cached("ROLLBACK TO unit")?.execute([])?;
+    let (mut done, mut unit_index) = (Vec::new(), PendingIndex::default());
+    let outcome = body(&mut done, &mut unit_index);
+    match outcome {
+        Ok(()) => index.append(unit_index),
+        Err(_) => {
+            tx.prepare_cached("ROLLBACK TO unit")?.execute([])?;
+        }
     }
     tx.prepare_cached("RELEASE unit")?.execute([])?;
     Ok(outcome.map(|()| done))
@@ -502,9 +514,9 @@ struct OpContext<'a> {
     now: &'a str,
 }
 
-/// Applies one op after the unit's earlier ones (`done`); `None` for bookkeeping ops, which
-/// leave no change event.
-fn apply(conn: &Connection, ctx: &OpContext<'_>, op: WriteOp, done: &[Change]) -> Result<Option<Change>> {
+/// Applies one op after the unit's earlier ones (`done`), its search index writes queued in
+/// `index`; `None` for bookkeeping ops, which leave no change event.
+fn apply(conn: &Connection, ctx: &OpContext<'_>, op: WriteOp, done: &[Change], index: &mut PendingIndex) -> Result<Option<Change>> {
     let (manifest, now) = (ctx.manifest, ctx.now);
     let (entity, row_id, kind, data, prior) = match op {
         WriteOp::Internal { sql, params } => {
@@ -550,7 +562,7 @@ fn apply(conn: &Connection, ctx: &OpContext<'_>, op: WriteOp, done: &[Change]) -
                 }
                 other => other,
             })?;
-            super::search::on_insert(conn, def, &id, &data)?;
+            super::search::on_insert(conn, index, def, &id, &data)?;
             (entity, id, ChangeKind::Insert, Some(data), None)
         }
         WriteOp::UpdateIf { entity, id, expect: (field, expected), values, mismatch } => {
@@ -560,7 +572,7 @@ fn apply(conn: &Connection, ctx: &OpContext<'_>, op: WriteOp, done: &[Change]) -
             if current != expected || expected == SqlValue::Null {
                 return Err(PlazaError::NotFound(mismatch));
             }
-            return apply(conn, ctx, WriteOp::Update { entity, id, values }, done);
+            return apply(conn, ctx, WriteOp::Update { entity, id, values }, done, index);
         }
         WriteOp::Update { entity, id, values } => {
             let def = entity_def(manifest, &entity)?;
@@ -580,7 +592,7 @@ fn apply(conn: &Connection, ctx: &OpContext<'_>, op: WriteOp, done: &[Change]) -
             vals.push(SqlValue::Text(id.clone()));
             let sql = format!("UPDATE \"{entity}\" SET {} WHERE id = ?", sets.join(", "));
             conn.prepare_cached(&sql)?.execute(params_from_iter(vals))?;
-            super::search::on_update(conn, def, &id, &old, &new)?;
+            super::search::on_update(conn, index, def, &id, &old, &new)?;
             (entity, id, ChangeKind::Update, Some(new), None)
         }
         WriteOp::Delete { entity, id } => {
@@ -588,7 +600,7 @@ fn apply(conn: &Connection, ctx: &OpContext<'_>, op: WriteOp, done: &[Change]) -
             let old = read_row(conn, def, &id)?.ok_or_else(|| not_found(&entity, &id))?;
             ctx.policies.check_write(&entity, ctx.auth, Some(&old), None)?;
             conn.prepare_cached(&format!("DELETE FROM \"{entity}\" WHERE id = ?"))?.execute([&id])?;
-            super::search::on_delete(conn, def, &id, &old)?;
+            super::search::on_delete(conn, index, def, &id, &old)?;
             (entity, id, ChangeKind::Delete, None, Some(old))
         }
     };
