@@ -371,6 +371,21 @@ async fn search_ranks_counts_facets_and_stays_in_step_with_writes() {
     assert_eq!((status, body["failed"].as_u64()), (200, Some(1)), "{body}");
     let (_, body) = search(&srv, &alice, "q=milk").await;
     assert_eq!((ids(&body["data"]), &body["total"]), (vec!["again"], &json!(1)), "a failed op leaves no index entry");
+    // One transaction that inserts, rewrites and removes rows: its index writes follow its ops
+    // in order; a transaction that fails leaves none.
+    let (status, body) = http(&srv, ADMIN, "POST", "/api/transact", Some(json!([
+        {"op": "insert", "entity": "Todo", "id": "t1", "data": {"title": "kiwi", "status": "open"}},
+        {"op": "update", "entity": "Todo", "id": "t1", "data": {"title": "mango"}},
+        {"op": "insert", "entity": "Todo", "id": "t2", "data": {"title": "kiwi", "status": "open"}},
+        {"op": "delete", "entity": "Todo", "id": "t2"}]))).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(search(&srv, &alice, "q=kiwi").await.1["total"], 0);
+    assert_eq!(ids(&search(&srv, &alice, "q=mango").await.1["data"]), ["t1"]);
+    let (status, body) = http(&srv, ADMIN, "POST", "/api/transact", Some(json!([
+        {"op": "insert", "entity": "Todo", "id": "t3", "data": {"title": "papaya", "status": "open"}},
+        {"op": "insert", "entity": "Todo", "id": "t1", "data": {"title": "papaya", "status": "open"}}]))).await;
+    assert_eq!((status, code(&body)), (409, "CONFLICT"), "{body}");
+    assert_eq!(search(&srv, &alice, "q=papaya").await.1["total"], 0, "nothing of a failed transaction is searchable");
 
     // The admin reads every row, so its search takes facets from the index's own copy of
     // them (no read of the entity's rows): a facet-only update moves the counts.
