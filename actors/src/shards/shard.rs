@@ -43,6 +43,8 @@ pub const OVERRUN_LOG_EVERY: Duration = Duration::from_secs(5);
 /// deltas: a socket stalled for fewer ticks than this still receives every tick (at 30 Hz,
 /// about half a second); one stalled longer skips to the latest.
 pub const CATCH_UP_SNAPSHOTS: usize = 16;
+/// And at most this many bytes of them, so a big state keeps fewer.
+pub const CATCH_UP_BYTES: usize = 1 << 20;
 
 /// Why a shard's stream ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -104,13 +106,23 @@ impl Published {
     }
 
     /// The snapshots a keyframe at `tick` keeps from this one: its own key when it was the
-    /// previous tick's full snapshot, after the ones it kept, up to `CATCH_UP_SNAPSHOTS`.
+    /// previous tick's full snapshot, after the ones it kept, newest first up to
+    /// `CATCH_UP_SNAPSHOTS` and `CATCH_UP_BYTES`.
     fn earlier_for(&self, tick: u64) -> Vec<(u64, Arc<str>)> {
         if !self.deltas.is_empty() || self.key.is_empty() || self.key_tick + 1 != tick {
             return Vec::new();
         }
-        let skip = (self.earlier.len() + 1).saturating_sub(CATCH_UP_SNAPSHOTS);
-        self.earlier.iter().skip(skip).cloned().chain([(self.key_tick, self.key.clone())]).collect()
+        let mut kept = Vec::new();
+        let mut bytes = 0;
+        for (t, frame) in std::iter::once((self.key_tick, &self.key)).chain(self.earlier.iter().rev().map(|(t, f)| (*t, f))) {
+            bytes += frame.len();
+            if kept.len() == CATCH_UP_SNAPSHOTS || bytes > CATCH_UP_BYTES {
+                break;
+            }
+            kept.push((t, frame.clone()));
+        }
+        kept.reverse();
+        kept
     }
 }
 
@@ -744,6 +756,12 @@ mod tests {
         assert_eq!(frames(&p, Some(kept - 1))[0], format!("k{kept}"));
         assert_eq!(frames(&p, Some(3))[0], format!("k{kept}"), "further behind: what is kept, the rest skipped");
         assert!(p.frames_after(Some(37)).all(|(_, kind, _)| kind == FrameKind::Snapshot));
+
+        // Big states keep fewer, within the byte bound.
+        let big = |t: u64| Published { key: format!("k{t}{}", " ".repeat(CATCH_UP_BYTES / 3)).into(), ..published(t, t) };
+        let p = (2..=10).fold(big(1), |prev, t| Published { earlier: prev.earlier_for(t), ..big(t) });
+        let ticks: Vec<u64> = p.frames_after(Some(1)).map(|(t, _, _)| t).collect();
+        assert_eq!(ticks, [8, 9, 10], "two earlier snapshots fit the bound, then the latest");
     }
 
     #[test]
