@@ -35,8 +35,12 @@ pub const MAX_GROUP: usize = 1024;
 /// Most ops in one transaction (a single unit larger than this still commits alone), so one
 /// client's big batches cannot make everyone's commit slow.
 pub const MAX_GROUP_OPS: usize = 256;
-/// Groups queued at the connection at once: the next one is already waiting when a commit
-/// ends, so the connection never idles on a round trip to this actor.
+/// Groups at the connection at once. The second is handed over only once the first has applied
+/// its units and is committing: it is then waiting when that commit ends, so the connection
+/// does not idle on a round trip to this actor, and it holds every unit that arrived while the
+/// first was applied. (Handed over as soon as one unit arrived, the second group was small
+/// and so was each after it: an insert with a search index pays a flush per commit, and its
+/// rate at 16 connections was 65% of plain inserts' instead of 76%.)
 pub const PIPELINE_DEPTH: usize = 2;
 /// Ops waiting for the connection, in all, before new writes are refused (503 `OVERLOADED`).
 pub const MAX_QUEUED_OPS: usize = 200_000;
@@ -163,8 +167,12 @@ pub struct Writer {
     worker: Addr<SqliteWriter>,
     changelog: Addr<ChangeLog>,
     queue: FairQueue<Queued>,
-    /// Groups handed to the connection and not yet answered.
-    in_flight: usize,
+    /// Groups handed to the connection and not yet answered, oldest first, by number.
+    in_flight: std::collections::VecDeque<u64>,
+    /// The number of the next group.
+    next_group: u64,
+    /// The last group that told it is committing.
+    committing: Option<u64>,
     /// A maintenance step is scheduled or running.
     maintaining: bool,
 }
@@ -172,7 +180,15 @@ pub struct Writer {
 impl Writer {
     pub fn new(worker: Addr<SqliteWriter>, changelog: Addr<ChangeLog>) -> Self {
         let limits = Limits { group_units: MAX_GROUP, group_ops: MAX_GROUP_OPS, queued_ops: MAX_QUEUED_OPS, queued_ops_per_client: MAX_QUEUED_OPS_PER_CLIENT };
-        Writer { worker, changelog, queue: FairQueue::new(limits), in_flight: 0, maintaining: false }
+        Writer {
+            worker,
+            changelog,
+            queue: FairQueue::new(limits),
+            in_flight: Default::default(),
+            next_group: 0,
+            committing: None,
+            maintaining: false,
+        }
     }
 
     fn enqueue(&mut self, unit: Unit, ctx: &mut Context<Self>) -> oneshot::Receiver<Outcome> {
@@ -187,25 +203,43 @@ impl Writer {
         rx
     }
 
+    /// Whether the connection should be handed another group now: when it has none, or when
+    /// the one it has is committing.
+    fn may_hand_over(&self) -> bool {
+        match self.in_flight.front() {
+            None => true,
+            Some(&oldest) => self.in_flight.len() < PIPELINE_DEPTH && self.committing == Some(oldest),
+        }
+    }
+
     fn flush(&mut self, ctx: &mut Context<Self>) {
-        if self.in_flight >= PIPELINE_DEPTH {
+        if !self.may_hand_over() {
             return;
         }
         let group = self.queue.next_group();
         if group.is_empty() {
-            if self.in_flight == 0 {
+            if self.in_flight.is_empty() {
                 self.when_idle(ctx);
             }
             return;
         }
-        self.in_flight += 1;
+        let number = self.next_group;
+        self.next_group += 1;
+        self.in_flight.push_back(number);
         let (units, replies): (Vec<_>, Vec<_>) = group.into_iter().map(|q| (q.unit, q.reply)).unzip();
         let shapes: Vec<(bool, usize)> = units.iter().map(|u| (u.atomic, u.ops.len())).collect();
+        let (committing, started) = oneshot::channel();
+        ctx.spawn(started.into_actor(self).map(move |started, act, ctx| {
+            if started.is_ok() {
+                act.committing = Some(number);
+                act.flush(ctx);
+            }
+        }));
         self.worker
-            .send(CommitGroup(units))
+            .send(CommitGroup { units, committing: Some(committing) })
             .into_actor(self)
             .map(move |outcome, act, ctx| {
-                act.in_flight -= 1;
+                act.in_flight.retain(|&n| n != number);
                 match outcome {
                     Ok(Ok(group)) => {
                         let committed: Vec<Change> = group.outcomes.iter().flat_map(Outcome::changes).cloned().collect();
@@ -239,7 +273,7 @@ impl Writer {
         }
         self.maintaining = true;
         ctx.run_later(IDLE_BEFORE_MAINTENANCE, |act, ctx| {
-            if act.in_flight > 0 || !act.queue.is_empty() {
+            if !act.in_flight.is_empty() || !act.queue.is_empty() {
                 act.maintaining = false;
                 return;
             }
@@ -249,7 +283,7 @@ impl Writer {
                 .map(|outcome, act, ctx| {
                     act.maintaining = false;
                     match outcome {
-                        Ok(Ok(true)) if act.in_flight == 0 && act.queue.is_empty() => act.when_idle(ctx),
+                        Ok(Ok(true)) if act.in_flight.is_empty() && act.queue.is_empty() => act.when_idle(ctx),
                         Ok(Err(e)) => tracing::warn!(error = %e, "writer maintenance failed"),
                         _ => {}
                     }
@@ -324,7 +358,7 @@ pub struct Stats;
 impl Handler<Stats> for Writer {
     type Result = WriterStats;
     fn handle(&mut self, _: Stats, _: &mut Context<Self>) -> WriterStats {
-        WriterStats { queued_ops: self.queue.queued_ops(), in_flight_groups: self.in_flight }
+        WriterStats { queued_ops: self.queue.queued_ops(), in_flight_groups: self.in_flight.len() }
     }
 }
 
@@ -346,7 +380,11 @@ pub struct SqliteWriter {
 
 #[derive(Message)]
 #[rtype(result = "Result<GroupCommitted>")]
-pub struct CommitGroup(pub Vec<Unit>);
+pub struct CommitGroup {
+    pub units: Vec<Unit>,
+    /// Told once the units are applied and the transaction is about to commit.
+    pub committing: Option<oneshot::Sender<()>>,
+}
 
 pub struct GroupCommitted {
     pub outcomes: Vec<Outcome>,
@@ -414,10 +452,11 @@ impl Handler<CommitGroup> for SqliteWriter {
         })?;
         let tx = conn.transaction()?;
         let now = now_rfc3339();
-        let mut outcomes = Vec::with_capacity(msg.0.len());
+        let CommitGroup { units, committing } = msg;
+        let mut outcomes = Vec::with_capacity(units.len());
         let mut remembered = false;
         let mut index = PendingIndex::default();
-        for unit in msg.0 {
+        for unit in units {
             let ctx = OpContext { manifest: &manifest, policies: &policies, auth: &unit.auth, now: &now };
             remembered |= unit.ops.iter().any(|op| matches!(op, WriteOp::RememberApplied { .. }));
             let outcome = if unit.atomic {
@@ -443,6 +482,10 @@ impl Handler<CommitGroup> for SqliteWriter {
                 Outcome::Each(each)
             };
             outcomes.push(outcome);
+        }
+        // The Writer may hand over the next group now: it waits while this one commits.
+        if let Some(committing) = committing {
+            let _ = committing.send(());
         }
         // After every savepoint is released, so FTS5 flushes its terms once for the group.
         index.write(&tx)?;
