@@ -39,8 +39,8 @@ pub const MAX_GROUP_OPS: usize = 256;
 /// its units and is committing: it is then waiting when that commit ends, so the connection
 /// does not idle on a round trip to this actor, and it holds every unit that arrived while the
 /// first was applied. (Handed over as soon as one unit arrived, the second group was small
-/// and so was each after it: an insert with a search index pays a flush per commit, and its
-/// rate at 16 connections was 65% of plain inserts' instead of 76%.)
+/// and so was each after it, each paying a commit, and with a search index an FTS5 flush, for
+/// a few rows: see docs/PERFORMANCE.md.)
 pub const PIPELINE_DEPTH: usize = 2;
 /// Ops waiting for the connection, in all, before new writes are refused (503 `OVERLOADED`).
 pub const MAX_QUEUED_OPS: usize = 200_000;
