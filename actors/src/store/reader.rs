@@ -89,7 +89,7 @@ impl Reader {
     /// worker may call it directly, see [`PointReads`]).
     pub fn get(&self, auth: &AuthContext, entity: &str, id: &str) -> Result<Option<Row>> {
         let def = self.entity(entity)?;
-        let row = self.point.with_conn(|conn| read_row(conn, def, id))?;
+        let row = self.point.with_conn(self.version.get(), |conn| read_row(conn, def, id))?;
         Ok(row.filter(|r| self.policies.cond(entity, Action::Read, auth, None).allows(r)))
     }
 
