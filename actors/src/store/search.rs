@@ -12,8 +12,9 @@
 //! [`on_update`], [`on_delete`]). The rowid table is written with the row; the FTS5 writes
 //! wait in a [`PendingIndex`] until the group's per-unit savepoints are released, because
 //! FTS5 flushes its pending terms into a new segment at every savepoint: indexing inside them
-//! wrote one segment per row, and merging those cost more than the indexing. At start [`migrate`] builds the index for existing rows when
-//! `search` is added (or its text or facet fields change) and drops it when `search` is removed.
+//! wrote one segment per row, and merging those cost more than the indexing. At start
+//! [`migrate`] builds the index for existing rows when `search` is added (or its text or facet
+//! fields change) and drops it when `search` is removed.
 //!
 //! Segment merging is taken off the commit path: FTS5's `automerge` is off, so a commit only
 //! writes its own small segment, and the Writer calls [`merge_step`] while it has nothing to
@@ -146,7 +147,7 @@ pub struct PendingIndex(Vec<(String, Vec<SqlValue>)>);
 
 impl PendingIndex {
     /// Queues indexing `row` under `rid` (or removing it, with the text it was indexed with).
-    fn index(&mut self, def: &EntityDef, rid: i64, row: &Row, delete: bool) {
+    fn queue(&mut self, def: &EntityDef, rid: i64, row: &Row, delete: bool) {
         let mut values = vec![SqlValue::Integer(rid)];
         values.extend(texts(def, row));
         self.0.push((index_sql(def, delete), values));
@@ -191,7 +192,7 @@ pub fn on_insert(conn: &Connection, index: &mut PendingIndex, def: &EntityDef, i
     let mut values = vec![SqlValue::Text(id.to_string())];
     values.extend(facet_values(def, row));
     conn.prepare_cached(&sql)?.execute(params_from_iter(values))?;
-    index.index(def, conn.last_insert_rowid(), row, false);
+    index.queue(def, conn.last_insert_rowid(), row, false);
     Ok(())
 }
 
@@ -212,8 +213,8 @@ pub fn on_update(conn: &Connection, index: &mut PendingIndex, def: &EntityDef, i
     }
     match rowid_of(conn, def, id)? {
         Some(rid) => {
-            index.index(def, rid, old, true);
-            index.index(def, rid, new, false);
+            index.queue(def, rid, old, true);
+            index.queue(def, rid, new, false);
             Ok(())
         }
         None => on_insert(conn, index, def, id, new),
@@ -226,7 +227,7 @@ pub fn on_delete(conn: &Connection, index: &mut PendingIndex, def: &EntityDef, i
         return Ok(());
     }
     if let Some(rid) = rowid_of(conn, def, id)? {
-        index.index(def, rid, old, true);
+        index.queue(def, rid, old, true);
         conn.prepare_cached(&format!("DELETE FROM \"{}\" WHERE rid = ?", fts_rowids(&def.name)))?.execute([rid])?;
     }
     Ok(())

@@ -236,7 +236,7 @@ impl Writer {
             }
         }));
         self.worker
-            .send(CommitGroup { units, committing: Some(committing) })
+            .send(CommitGroup { units, committing })
             .into_actor(self)
             .map(move |outcome, act, ctx| {
                 act.in_flight.retain(|&n| n != number);
@@ -383,7 +383,7 @@ pub struct SqliteWriter {
 pub struct CommitGroup {
     pub units: Vec<Unit>,
     /// Told once the units are applied and the transaction is about to commit.
-    pub committing: Option<oneshot::Sender<()>>,
+    pub committing: oneshot::Sender<()>,
 }
 
 pub struct GroupCommitted {
@@ -484,9 +484,7 @@ impl Handler<CommitGroup> for SqliteWriter {
             outcomes.push(outcome);
         }
         // The Writer may hand over the next group now: it waits while this one commits.
-        if let Some(committing) = committing {
-            let _ = committing.send(());
-        }
+        let _ = committing.send(());
         // After every savepoint is released, so FTS5 flushes its terms once for the group.
         index.write(&tx)?;
         let last_seq = outcomes.iter().flat_map(Outcome::changes).map(|c| c.seq).fold(self.bounds.last_seq, i64::max);
