@@ -10,6 +10,7 @@ pub mod queue;
 pub mod reader;
 pub mod schema;
 pub mod search;
+mod wal_buffer;
 pub mod writer;
 
 use std::path::{Path, PathBuf};
@@ -55,7 +56,13 @@ pub struct OpenedStore {
 }
 
 pub fn open_write_connection(path: &Path, durability: Durability) -> Result<Connection> {
-    let conn = Connection::open(path)?;
+    let conn = match wal_buffer::register() {
+        Ok(()) => Connection::open_with_flags_and_vfs(path, OpenFlags::default(), wal_buffer::VFS_NAME)?,
+        Err(rc) => {
+            tracing::warn!(code = rc, "could not register the WAL-buffering VFS; writing through SQLite's own");
+            Connection::open(path)?
+        }
+    };
     let sync = match durability {
         Durability::Normal => "NORMAL",
         Durability::Full => "FULL",
