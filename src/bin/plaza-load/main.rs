@@ -52,6 +52,7 @@ mod ceiling;
 mod deliveries;
 mod fairness;
 mod fleet;
+mod floor;
 mod http;
 mod idle;
 mod jobs;

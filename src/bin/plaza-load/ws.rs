@@ -35,6 +35,7 @@ use futures_util::stream::{FuturesUnordered, StreamExt};
 use hdrhistogram::Histogram;
 
 use crate::deliveries::Deliveries;
+use crate::floor;
 use crate::fleet::{print_open_errors, run_fleet, ws_url, Channel, FleetSpec, Stage, DEFAULT_WS_BATCH, DEFAULT_WS_THREADS, PUBSUB_TOPIC};
 use crate::probes::{check_fd_limit, raise_fd_limit, CpuMeter, FD_MARGIN};
 use crate::report::{reproduce_command, shell_quote};
@@ -82,6 +83,11 @@ pub struct Args {
     /// its default is half the cores.
     #[arg(long)]
     server_workers: Option<usize>,
+    /// First measure the floor: the same sockets, rate and frame size over bare loopback TCP
+    /// (one sender thread per server worker, one reader per client thread), printed beside
+    /// Plaza's latency.
+    #[arg(long)]
+    floor: bool,
 }
 
 pub fn run(args: Args) -> Result<(), String> {
@@ -115,6 +121,23 @@ fn run_on(args: Args, channel: Channel) -> Result<(), String> {
     let fd_needed = args.subscribers as u64 + MAX_WRITES_IN_FLIGHT as u64 + FD_MARGIN;
     raise_fd_limit(fd_needed);
     check_fd_limit("this process", "self", fd_needed)?;
+    let floor = if args.floor {
+        raise_fd_limit(2 * args.subscribers as u64 + FD_MARGIN);
+        let senders = args.server_workers.unwrap_or_else(crate::ceiling::default_workers).max(1);
+        println!(
+            "floor: {} loopback TCP sockets, {senders} sender thread(s), {threads} reader thread(s), {} writes/s of {} bytes for {} s ...",
+            args.subscribers,
+            args.writes_per_sec,
+            floor::FRAME_BYTES,
+            args.duration_secs
+        );
+        let spec = floor::Spec { sockets: args.subscribers, senders, readers: threads, writes_per_sec: args.writes_per_sec, writes };
+        let measured = floor::measure(&spec)?;
+        println!("floor: {}", measured.summary());
+        Some((senders, measured))
+    } else {
+        None
+    };
     let token = args.admin_token.clone().filter(|t| !t.is_empty());
     let workers = args.server_workers.map(|w| w.to_string());
     let mut extra = vec!["--ws-max-per-ip", WS_MAX_PER_IP];
@@ -242,6 +265,16 @@ fn run_on(args: Args, channel: Channel) -> Result<(), String> {
              includes the request's handling and commit: a superset of commit → delivery"
         );
     }
+    if let Some((senders, floor)) = &floor {
+        println!(
+            "  floor:            {} (bare loopback TCP, {senders} sender thread(s), same sockets, rate and frame size; \
+             measured first in this run)",
+            floor.summary()
+        );
+        if let Some(p99) = (!fleet.hist.is_empty()).then(|| fleet.hist.value_at_quantile(0.99) as f64 / 1000.0) {
+            println!("                    Plaza p99 ÷ floor p99 = {:.2}", p99 / floor.quantile_ms(0.99).max(1e-9));
+        }
+    }
     match &fanout {
         // The server's fan-out histogram is the change log's; pub/sub delivery is timed above.
         _ if channel == Channel::PubSub => {}
@@ -309,11 +342,12 @@ fn run_on(args: Args, channel: Channel) -> Result<(), String> {
         (None, None) => String::new(),
     };
     println!(
-        "  effective:        plaza-load {mode} --subscribers {} --writes-per-sec {} --duration-secs {} --batch {} --threads {threads}{server_flags}",
+        "  effective:        plaza-load {mode} --subscribers {} --writes-per-sec {} --duration-secs {} --batch {} --threads {threads}{server_flags}{}",
         args.subscribers,
         args.writes_per_sec,
         args.duration_secs,
         args.batch,
+        if args.floor { " --floor" } else { "" },
     );
     if let Some(s) = server.take() {
         s.stop();
