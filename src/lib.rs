@@ -298,7 +298,7 @@ impl AppState {
         &self,
         auth: &AuthContext,
         ops: Vec<plaza_actors::store::writer::WriteOp>,
-    ) -> Result<Vec<plaza_actors::model::change::Change>, ApiError> {
+    ) -> Result<Vec<std::sync::Arc<plaza_actors::model::change::Change>>, ApiError> {
         let write = plaza_actors::store::writer::Write { auth: auth.clone(), ops };
         Ok(self.plaza.writer.send(write).await??)
     }

@@ -58,7 +58,7 @@ fn operations<'b>(state: &AppState, auth: &AuthContext, body: &'b Value) -> Resu
     Ok(ops)
 }
 
-fn committed(c: &Change) -> Value {
+fn committed(c: &std::sync::Arc<Change>) -> Value {
     json!({"ok": true, "op": c.kind, "entity": c.entity, "id": c.row_id, "seq": c.seq})
 }
 
@@ -68,7 +68,7 @@ async fn batch(state: web::Data<AppState>, Member(auth): Member, JsonBody(body):
     let parsed: Vec<Result<WriteOp, ApiError>> = operations(&state, &auth.ctx, &body)?.iter().map(|op| parse_op(&state, op)).collect();
     let valid: Vec<WriteOp> = parsed.iter().filter_map(|p| p.as_ref().ok().cloned()).collect();
     let mut written = state.plaza.writer.send(WriteEach { auth: auth.ctx.clone(), ops: valid }).await??.into_iter();
-    let outcomes: Vec<Result<Option<Change>, ApiError>> = parsed
+    let outcomes: Vec<Result<Option<std::sync::Arc<Change>>, ApiError>> = parsed
         .into_iter()
         .map(|p| match p {
             Ok(_) => written.next().unwrap_or_else(|| Err(PlazaError::Internal("write result missing".into()))).map_err(ApiError::from),

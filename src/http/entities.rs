@@ -58,7 +58,7 @@ async fn update(
     }
     let values = rows::validate_patch(def, &body)?;
     let changes = state.write(&auth.ctx, vec![WriteOp::Update { entity, id, values }]).await?;
-    Ok(HttpResponse::Ok().json(changes.into_iter().next().and_then(|c| c.data)))
+    Ok(HttpResponse::Ok().json(changes.first().and_then(|c| c.data.as_ref())))
 }
 
 async fn delete(state: web::Data<AppState>, path: web::Path<(String, String)>, auth: Auth) -> ApiResult {

@@ -52,9 +52,9 @@ fn resolve_link(state: &AppState, body: Value) -> Result<Link, crate::error::Api
     Ok(Link::resolve(&state.plaza.manifest, &b.entity, &b.id, &b.relation, &b.target_id)?)
 }
 
-fn linked(changes: Vec<plaza_actors::model::change::Change>) -> ApiResult {
-    let c = changes.into_iter().next().ok_or_else(|| PlazaError::Internal("link committed no change".into()))?;
-    Ok(HttpResponse::Ok().json(json!({"ok": true, "entity": c.entity, "id": c.row_id, "seq": c.seq, "data": c.data})))
+fn linked(changes: Vec<std::sync::Arc<plaza_actors::model::change::Change>>) -> ApiResult {
+    let c = changes.first().ok_or_else(|| PlazaError::Internal("link committed no change".into()))?;
+    Ok(HttpResponse::Ok().json(json!({"ok": true, "entity": c.entity, "id": c.row_id, "seq": c.seq, "data": &c.data})))
 }
 
 /// `{"entity","id","relation","target_id"}`: sets the relation's key through the Writer. The

@@ -95,7 +95,7 @@ async fn push(state: web::Data<AppState>, auth: Auth, JsonBody(body): JsonBody) 
             Ok(done) => {
                 applied_n += 1;
                 highest_seq = done.iter().map(|c| c.seq).fold(highest_seq, i64::max);
-                applied(&op_id, done.first(), false)
+                applied(&op_id, done.first().map(|c| &**c), false)
             }
             Err(ApiError::Plaza(PlazaError::Duplicate(first))) => {
                 duplicates += 1;

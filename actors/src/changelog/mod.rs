@@ -63,7 +63,7 @@ impl Actor for ChangeLog {
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct Append {
-    pub changes: Vec<Change>,
+    pub changes: Vec<Arc<Change>>,
     pub bounds: LogBounds,
 }
 
@@ -77,7 +77,6 @@ impl Handler<Append> for ChangeLog {
             if self.tail.len() == self.tail_cap {
                 self.tail.pop_front();
             }
-            let change = Arc::new(change);
             appended.push(change.clone());
             self.tail.push_back(change);
         }
@@ -216,7 +215,7 @@ mod tests {
     async fn serves_the_tail_and_refuses_pruned_or_future_cursors() {
         let fanout = Fanout::new(Arc::default()).start();
         let log = ChangeLog::new(LogBounds { oldest_seq: 1, last_seq: 0 }, 3, fanout).start();
-        log.send(Append { changes: (1..=5).map(change).collect(), bounds: LogBounds { oldest_seq: 1, last_seq: 5 } })
+        log.send(Append { changes: (1..=5).map(change).map(Arc::new).collect(), bounds: LogBounds { oldest_seq: 1, last_seq: 5 } })
             .await
             .unwrap();
         match log.send(Pull { since: 3, limit: 10 }).await.unwrap().unwrap() {
@@ -228,7 +227,7 @@ mod tests {
         }
         assert!(matches!(log.send(Pull { since: 0, limit: 10 }).await.unwrap(), Ok(Pulled::FromStore)));
         assert!(matches!(log.send(Pull { since: 6, limit: 10 }).await.unwrap(), Err(PlazaError::ResyncRequired { .. })));
-        log.send(Append { changes: vec![change(6)], bounds: LogBounds { oldest_seq: 4, last_seq: 6 } }).await.unwrap();
+        log.send(Append { changes: vec![Arc::new(change(6))], bounds: LogBounds { oldest_seq: 4, last_seq: 6 } }).await.unwrap();
         assert!(matches!(log.send(Pull { since: 2, limit: 10 }).await.unwrap(), Err(PlazaError::ResyncRequired { oldest_seq: 4, .. })));
         match log.send(Pull { since: 3, limit: 1 }).await.unwrap().unwrap() {
             Pulled::Changes { changes, has_more } => {

@@ -262,6 +262,5 @@ where
 
 /// One row by id on any connection (the Writer reads the row before it changes it).
 pub fn read_row(conn: &rusqlite::Connection, def: &crate::model::manifest::EntityDef, id: &str) -> Result<Option<Row>> {
-    let sql = format!("SELECT {} FROM \"{}\" WHERE id = ?", rows::select_list(def), def.name);
-    Ok(conn.prepare_cached(&sql)?.query_row([id], |r| rows::from_sql_row(def, r)).optional()?)
+    Ok(conn.prepare_cached(def.select_by_id_sql())?.query_row([id], |r| rows::from_sql_row(def, r)).optional()?)
 }

@@ -101,7 +101,7 @@ impl WriteOp {
 /// One caller's ops: all commit, or none do. Every entity op is checked against the policies
 /// for `auth` inside the transaction, seeing the row before and after.
 #[derive(Message)]
-#[rtype(result = "Result<Vec<Change>>")]
+#[rtype(result = "Result<Vec<Arc<Change>>>")]
 pub struct Write {
     pub auth: AuthContext,
     pub ops: Vec<WriteOp>,
@@ -110,7 +110,7 @@ pub struct Write {
 /// One caller's independent ops (a batch): each commits or fails on its own, in one group.
 /// Answers one result per op (`None` for bookkeeping ops).
 #[derive(Message)]
-#[rtype(result = "Result<Vec<Result<Option<Change>>>>")]
+#[rtype(result = "Result<Vec<Result<Option<Arc<Change>>>>>")]
 pub struct WriteEach {
     pub auth: AuthContext,
     pub ops: Vec<WriteOp>,
@@ -125,12 +125,12 @@ pub struct Unit {
 
 /// A unit's outcome: the whole unit's for an atomic one, else one per op.
 pub enum Outcome {
-    All(Result<Vec<Change>>),
-    Each(Vec<Result<Option<Change>>>),
+    All(Result<Vec<Arc<Change>>>),
+    Each(Vec<Result<Option<Arc<Change>>>>),
 }
 
 impl Outcome {
-    fn changes(&self) -> Box<dyn Iterator<Item = &Change> + '_> {
+    fn changes(&self) -> Box<dyn Iterator<Item = &Arc<Change>> + '_> {
         match self {
             Outcome::All(r) => Box::new(r.iter().flatten()),
             Outcome::Each(rs) => Box::new(rs.iter().flatten().flatten()),
@@ -242,7 +242,7 @@ impl Writer {
                 act.in_flight.retain(|&n| n != number);
                 match outcome {
                     Ok(Ok(group)) => {
-                        let committed: Vec<Change> = group.outcomes.iter().flat_map(Outcome::changes).cloned().collect();
+                        let committed: Vec<Arc<Change>> = group.outcomes.iter().flat_map(Outcome::changes).cloned().collect();
                         // Callers hear back only once the ChangeLog holds their events, so a pull
                         // or resume right after an acknowledged write sees it (never a 410 for a
                         // seq the caller was just given). The next group commits meanwhile.
@@ -316,7 +316,7 @@ fn writer_stopped() -> PlazaError {
 }
 
 impl Handler<Write> for Writer {
-    type Result = ResponseFuture<Result<Vec<Change>>>;
+    type Result = ResponseFuture<Result<Vec<Arc<Change>>>>;
     fn handle(&mut self, msg: Write, ctx: &mut Context<Self>) -> Self::Result {
         let rx = self.enqueue(Unit { auth: msg.auth, ops: msg.ops, atomic: true }, ctx);
         Box::pin(async move {
@@ -329,7 +329,7 @@ impl Handler<Write> for Writer {
 }
 
 impl Handler<WriteEach> for Writer {
-    type Result = ResponseFuture<Result<Vec<Result<Option<Change>>>>>;
+    type Result = ResponseFuture<Result<Vec<Result<Option<Arc<Change>>>>>>;
     fn handle(&mut self, msg: WriteEach, ctx: &mut Context<Self>) -> Self::Result {
         let rx = self.enqueue(Unit { auth: msg.auth, ops: msg.ops, atomic: false }, ctx);
         Box::pin(async move {
@@ -467,7 +467,8 @@ impl Handler<CommitGroup> for SqliteWriter {
                         }
                     }
                     Ok(())
-                })?)
+                })?
+                .map(|done| done.into_iter().map(Arc::new).collect()))
             } else {
                 let mut each = Vec::with_capacity(unit.ops.len());
                 for op in unit.ops {
@@ -477,7 +478,7 @@ impl Handler<CommitGroup> for SqliteWriter {
                         }
                         Ok(())
                     })?;
-                    each.push(applied.map(|mut done| done.pop()));
+                    each.push(applied.map(|mut done| done.pop().map(Arc::new)));
                 }
                 Outcome::Each(each)
             };
