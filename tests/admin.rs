@@ -28,18 +28,25 @@ async fn batch_runs_each_op_independently() {
         {"op":"insert","entity":"Todo","data":{"done":false}},
         {"op":"insert","entity":"User","id":"u1","data":{"email":"u@x.io","displayName":"U"}},
         {"op":"update","entity":"User","id":"u1","data":{"displayName":"V"}},
+        {"op":"insert","entity":"User","id":"u2","data":{"email":"u@x.io","displayName":"same email"}},
         {"op":"delete","entity":"Todo","id":"missing"},
         {"op":"explode","entity":"Todo"}
     ]});
     let (status, body) = call(&app, post("/api/batch", ops)).await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    assert_eq!((body["succeeded"].clone(), body["failed"].clone()), (json!(3), json!(3)));
+    assert_eq!((body["succeeded"].clone(), body["failed"].clone()), (json!(3), json!(4)));
     let results = body["results"].as_array().unwrap();
-    assert_eq!(results.iter().map(|r| r["ok"] == true).collect::<Vec<_>>(), [true, false, true, true, false, false]);
+    assert_eq!(results.iter().map(|r| r["ok"] == true).collect::<Vec<_>>(), [true, false, true, true, false, false, false]);
     assert_eq!(results[1]["error"]["code"], "VALIDATION");
-    assert_eq!(results[4]["error"]["code"], "NOT_FOUND");
+    assert_eq!(results[4]["error"]["code"], "CONFLICT");
+    assert_eq!(results[5]["error"]["code"], "NOT_FOUND");
     let (_, user) = call(&app, get("/api/entities/User/u1")).await;
     assert_eq!(user["displayName"], "V");
+    // The op that failed in the database left neither a row nor a change event.
+    assert_eq!(call(&app, get("/api/entities/User/u2")).await.0, StatusCode::NOT_FOUND);
+    let (_, pulled) = call(&app, get("/api/sync/pull?since=0")).await;
+    let seqs: Vec<i64> = pulled["changes"].as_array().unwrap().iter().map(|c| c["seq"].as_i64().unwrap()).collect();
+    assert_eq!(seqs, [1, 2, 3], "one event per op that succeeded, numbered without gaps");
 }
 
 #[actix_web::test]
