@@ -11,7 +11,7 @@ use serde_json::json;
 
 use crate::model::change::{Change, ChangeKind};
 use crate::error::{PlazaError, Result};
-use crate::model::manifest::{AppManifest, EntityDef};
+use crate::model::manifest::{AppManifest, EntityDef, Statement};
 use crate::model::policy::{Action, AuthContext, Policies};
 use crate::model::query::{self, Filter, Query};
 use crate::model::rows::{self, Row};
@@ -262,5 +262,8 @@ where
 
 /// One row by id on any connection (the Writer reads the row before it changes it).
 pub fn read_row(conn: &rusqlite::Connection, def: &crate::model::manifest::EntityDef, id: &str) -> Result<Option<Row>> {
-    Ok(conn.prepare_cached(def.select_by_id_sql())?.query_row([id], |r| rows::from_sql_row(def, r)).optional()?)
+    let sql = def.statement(Statement::SelectById, |def| {
+        format!("SELECT {} FROM \"{}\" WHERE id = ?", rows::select_list(def), def.name)
+    });
+    Ok(conn.prepare_cached(sql)?.query_row([id], |r| rows::from_sql_row(def, r)).optional()?)
 }

@@ -22,6 +22,7 @@
 //! merging had made an insert with search cost about three plain ones.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use rusqlite::types::Value as SqlValue;
 use rusqlite::{params, params_from_iter, Connection, OptionalExtension};
@@ -29,7 +30,7 @@ use serde_json::{Map, Value};
 
 use super::reader::Reader;
 use crate::error::{PlazaError, Result};
-use crate::model::manifest::{AppManifest, EntityDef};
+use crate::model::manifest::{AppManifest, EntityDef, Statement};
 use crate::model::policy::AuthContext;
 use crate::model::query::{fts_rowids, fts_table, to_sql_where, Filter};
 use crate::model::rows::{self, Row};
@@ -130,27 +131,30 @@ fn texts(def: &EntityDef, row: &Row) -> Vec<SqlValue> {
 }
 
 /// `INSERT INTO fts (fts, rowid, cols..) VALUES ('delete', ?, ?..)` or the plain insert.
-fn index_sql(def: &EntityDef, delete: bool) -> String {
-    let fts = fts_table(&def.name);
-    let n = def.search.as_ref().map_or(0, |s| s.text.len());
-    let cols: Vec<String> = def.search.iter().flat_map(|s| s.text.iter()).map(|f| format!("\"{f}\"")).collect();
-    if delete {
-        format!("INSERT INTO \"{fts}\" (\"{fts}\", rowid, {}) VALUES ('delete', ?{})", cols.join(", "), ", ?".repeat(n))
-    } else {
-        format!("INSERT INTO \"{fts}\" (rowid, {}) VALUES (?{})", cols.join(", "), ", ?".repeat(n))
-    }
+fn index_sql(def: &EntityDef, delete: bool) -> &Arc<str> {
+    let which = if delete { Statement::SearchIndexDelete } else { Statement::SearchIndexInsert };
+    def.statement(which, |def| {
+        let fts = fts_table(&def.name);
+        let n = def.search.as_ref().map_or(0, |s| s.text.len());
+        let cols: Vec<String> = def.search.iter().flat_map(|s| s.text.iter()).map(|f| format!("\"{f}\"")).collect();
+        if delete {
+            format!("INSERT INTO \"{fts}\" (\"{fts}\", rowid, {}) VALUES ('delete', ?{})", cols.join(", "), ", ?".repeat(n))
+        } else {
+            format!("INSERT INTO \"{fts}\" (rowid, {}) VALUES (?{})", cols.join(", "), ", ?".repeat(n))
+        }
+    })
 }
 
 /// FTS5 writes of one commit group, in order, held back until no savepoint is open.
 #[derive(Default)]
-pub struct PendingIndex(Vec<(String, Vec<SqlValue>)>);
+pub struct PendingIndex(Vec<(Arc<str>, Vec<SqlValue>)>);
 
 impl PendingIndex {
     /// Queues indexing `row` under `rid` (or removing it, with the text it was indexed with).
     fn queue(&mut self, def: &EntityDef, rid: i64, row: &Row, delete: bool) {
         let mut values = vec![SqlValue::Integer(rid)];
         values.extend(texts(def, row));
-        self.0.push((index_sql(def, delete), values));
+        self.0.push((index_sql(def, delete).clone(), values));
     }
 
     /// Adds a unit's writes after the ones already queued.
@@ -168,8 +172,8 @@ impl PendingIndex {
 }
 
 fn rowid_of(conn: &Connection, def: &EntityDef, id: &str) -> Result<Option<i64>> {
-    let sql = format!("SELECT rid FROM \"{}\" WHERE id = ?", fts_rowids(&def.name));
-    Ok(conn.prepare_cached(&sql)?.query_row([id], |r| r.get(0)).optional()?)
+    let sql = def.statement(Statement::SearchRowidLookup, |def| format!("SELECT rid FROM \"{}\" WHERE id = ?", fts_rowids(&def.name)));
+    Ok(conn.prepare_cached(sql)?.query_row([id], |r| r.get(0)).optional()?)
 }
 
 /// The facet fields' values of a row as stored, in facet column order.
@@ -186,12 +190,17 @@ fn facet_values(def: &EntityDef, row: &Row) -> Vec<SqlValue> {
 
 /// After a row is inserted (same transaction).
 pub fn on_insert(conn: &Connection, index: &mut PendingIndex, def: &EntityDef, id: &str, row: &Row) -> Result<()> {
-    let Some(search) = &def.search else { return Ok(()) };
-    let cols: String = search.facets.iter().map(|f| format!(", {}", facet_column(f))).collect();
-    let sql = format!("INSERT INTO \"{}\" (id{cols}) VALUES (?{})", fts_rowids(&def.name), ", ?".repeat(search.facets.len()));
+    if def.search.is_none() {
+        return Ok(());
+    }
+    let sql = def.statement(Statement::SearchRowidInsert, |def| {
+        let facets = def.search.as_ref().map_or(&[][..], |s| &s.facets[..]);
+        let cols: String = facets.iter().map(|f| format!(", {}", facet_column(f))).collect();
+        format!("INSERT INTO \"{}\" (id{cols}) VALUES (?{})", fts_rowids(&def.name), ", ?".repeat(facets.len()))
+    });
     let mut values = vec![SqlValue::Text(id.to_string())];
     values.extend(facet_values(def, row));
-    conn.prepare_cached(&sql)?.execute(params_from_iter(values))?;
+    conn.prepare_cached(sql)?.execute(params_from_iter(values))?;
     index.queue(def, conn.last_insert_rowid(), row, false);
     Ok(())
 }
