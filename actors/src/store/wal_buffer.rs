@@ -144,6 +144,16 @@ unsafe fn settle(file: *mut ffi::sqlite3_file) -> c_int {
     }
 }
 
+/// Writes the buffer out, then makes `call` on the platform's file.
+unsafe fn settled(file: *mut ffi::sqlite3_file, call: impl FnOnce(*mut ffi::sqlite3_file, &ffi::sqlite3_io_methods) -> c_int) -> c_int {
+    let rc = settle(file);
+    if rc != ffi::SQLITE_OK {
+        return rc;
+    }
+    let (real, methods, _) = parts(file);
+    call(real, methods)
+}
+
 unsafe extern "C" fn shim_close(file: *mut ffi::sqlite3_file) -> c_int {
     let settled = settle(file);
     let shim = &mut *(file as *mut ShimFile);
@@ -157,12 +167,7 @@ unsafe extern "C" fn shim_close(file: *mut ffi::sqlite3_file) -> c_int {
 }
 
 unsafe extern "C" fn shim_read(file: *mut ffi::sqlite3_file, buf: *mut c_void, amount: c_int, offset: i64) -> c_int {
-    let rc = settle(file);
-    if rc != ffi::SQLITE_OK {
-        return rc;
-    }
-    let (real, methods, _) = parts(file);
-    methods.xRead.map_or(ffi::SQLITE_IOERR_READ, |read| read(real, buf, amount, offset))
+    settled(file, |real, methods| methods.xRead.map_or(ffi::SQLITE_IOERR_READ, |read| read(real, buf, amount, offset)))
 }
 
 unsafe extern "C" fn shim_write(file: *mut ffi::sqlite3_file, data: *const c_void, amount: c_int, offset: i64) -> c_int {
@@ -195,48 +200,23 @@ unsafe extern "C" fn shim_write(file: *mut ffi::sqlite3_file, data: *const c_voi
 }
 
 unsafe extern "C" fn shim_truncate(file: *mut ffi::sqlite3_file, size: i64) -> c_int {
-    let rc = settle(file);
-    if rc != ffi::SQLITE_OK {
-        return rc;
-    }
-    let (real, methods, _) = parts(file);
-    methods.xTruncate.map_or(ffi::SQLITE_IOERR_TRUNCATE, |truncate| truncate(real, size))
+    settled(file, |real, methods| methods.xTruncate.map_or(ffi::SQLITE_IOERR_TRUNCATE, |truncate| truncate(real, size)))
 }
 
 unsafe extern "C" fn shim_sync(file: *mut ffi::sqlite3_file, flags: c_int) -> c_int {
-    let rc = settle(file);
-    if rc != ffi::SQLITE_OK {
-        return rc;
-    }
-    let (real, methods, _) = parts(file);
-    methods.xSync.map_or(ffi::SQLITE_IOERR_FSYNC, |sync| sync(real, flags))
+    settled(file, |real, methods| methods.xSync.map_or(ffi::SQLITE_IOERR_FSYNC, |sync| sync(real, flags)))
 }
 
 unsafe extern "C" fn shim_file_size(file: *mut ffi::sqlite3_file, size: *mut i64) -> c_int {
-    let rc = settle(file);
-    if rc != ffi::SQLITE_OK {
-        return rc;
-    }
-    let (real, methods, _) = parts(file);
-    methods.xFileSize.map_or(ffi::SQLITE_IOERR_FSTAT, |file_size| file_size(real, size))
+    settled(file, |real, methods| methods.xFileSize.map_or(ffi::SQLITE_IOERR_FSTAT, |file_size| file_size(real, size)))
 }
 
 unsafe extern "C" fn shim_lock(file: *mut ffi::sqlite3_file, level: c_int) -> c_int {
-    let rc = settle(file);
-    if rc != ffi::SQLITE_OK {
-        return rc;
-    }
-    let (real, methods, _) = parts(file);
-    methods.xLock.map_or(ffi::SQLITE_IOERR_LOCK, |lock| lock(real, level))
+    settled(file, |real, methods| methods.xLock.map_or(ffi::SQLITE_IOERR_LOCK, |lock| lock(real, level)))
 }
 
 unsafe extern "C" fn shim_unlock(file: *mut ffi::sqlite3_file, level: c_int) -> c_int {
-    let rc = settle(file);
-    if rc != ffi::SQLITE_OK {
-        return rc;
-    }
-    let (real, methods, _) = parts(file);
-    methods.xUnlock.map_or(ffi::SQLITE_IOERR_UNLOCK, |unlock| unlock(real, level))
+    settled(file, |real, methods| methods.xUnlock.map_or(ffi::SQLITE_IOERR_UNLOCK, |unlock| unlock(real, level)))
 }
 
 unsafe extern "C" fn shim_check_reserved_lock(file: *mut ffi::sqlite3_file, out: *mut c_int) -> c_int {
@@ -245,12 +225,7 @@ unsafe extern "C" fn shim_check_reserved_lock(file: *mut ffi::sqlite3_file, out:
 }
 
 unsafe extern "C" fn shim_file_control(file: *mut ffi::sqlite3_file, op: c_int, arg: *mut c_void) -> c_int {
-    let rc = settle(file);
-    if rc != ffi::SQLITE_OK {
-        return rc;
-    }
-    let (real, methods, _) = parts(file);
-    methods.xFileControl.map_or(ffi::SQLITE_NOTFOUND, |control| control(real, op, arg))
+    settled(file, |real, methods| methods.xFileControl.map_or(ffi::SQLITE_NOTFOUND, |control| control(real, op, arg)))
 }
 
 unsafe extern "C" fn shim_sector_size(file: *mut ffi::sqlite3_file) -> c_int {
@@ -295,18 +270,13 @@ unsafe extern "C" fn shim_shm_unmap(file: *mut ffi::sqlite3_file, delete: c_int)
 }
 
 unsafe extern "C" fn shim_fetch(file: *mut ffi::sqlite3_file, offset: i64, amount: c_int, out: *mut *mut c_void) -> c_int {
-    let rc = settle(file);
-    if rc != ffi::SQLITE_OK {
-        return rc;
-    }
-    let (real, methods, _) = parts(file);
-    match methods.xFetch {
+    settled(file, |real, methods| match methods.xFetch {
         Some(fetch) if methods.iVersion >= 3 => fetch(real, offset, amount, out),
         _ => {
             *out = ptr::null_mut();
             ffi::SQLITE_OK
         }
-    }
+    })
 }
 
 unsafe extern "C" fn shim_unfetch(file: *mut ffi::sqlite3_file, offset: i64, page: *mut c_void) -> c_int {
