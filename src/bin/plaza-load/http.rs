@@ -18,11 +18,13 @@
 //! server process from `/proc/<pid>/stat` over the phase, ÷ ok requests; with `--target` only
 //! when `--server-pid` is given).
 //!
-//! Unless `--no-ceiling` is given, the same three phases first run against a bare actix-web
-//! server (the `ceiling` mode: same routes, worker count and response sizes, no work), spawned
-//! from this executable and stopped before Plaza starts; Plaza's rates are then printed as
-//! ratios to it: inserts ÷ ceiling POST, get-by-id ÷ ceiling GET, list ÷ ceiling list. Absolute
-//! figures on a shared machine drift; ratios measured side by side in one run drift less.
+//! Unless `--no-ceiling` is given, the same phases also run against a bare actix-web server
+//! (the `ceiling` mode: same routes, worker count and response sizes, no work), spawned from
+//! this executable beside Plaza. Each phase then runs in four rounds of half the duration, in a
+//! balanced order (ceiling, Plaza, Plaza, ceiling: [`ROUNDS`]), so a machine whose speed drifts
+//! during the run weighs on both sides alike; the server not being measured idles. Plaza's
+//! rates are printed as ratios to the ceiling's: inserts ÷ ceiling POST, get-by-id ÷ ceiling
+//! GET, list ÷ ceiling list.
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -35,12 +37,22 @@ use crate::ceiling::{self, Ceiling};
 use crate::probes::CpuMeter;
 use crate::report::reproduce_command;
 use crate::rng::{seed, SplitMix64};
-use crate::server::{check_server, print_server_log, spawned_note, Server};
+use crate::server::{check_server, print_server_log, spawned_note};
 use crate::stats::{merge_histogram, new_histogram, Kinds};
 use crate::target::{build_client, resolve_target, Target, BODY_LIMIT};
 
 /// Most ids kept from the insert phase for the get phase.
 const MAX_IDS: usize = 1_000_000;
+/// The order of a phase's rounds with the ceiling: both sides' rounds sit at the same mean
+/// time in the run.
+const ROUNDS: [Side; 4] = [Side::Ceiling, Side::Plaza, Side::Plaza, Side::Ceiling];
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Side {
+    Ceiling,
+    Plaza,
+}
+
 /// Pause after a transport error so a dead server does not turn a loop into a busy spin.
 const ERROR_BACKOFF: Duration = Duration::from_millis(10);
 
@@ -116,50 +128,73 @@ pub fn run(args: Args) -> Result<(), String> {
     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
     let workers = ceiling::default_workers();
 
-    // The ceiling first, alone on the machine; then Plaza, so the two never share the cores.
-    let ceiling = if args.no_ceiling {
-        None
-    } else {
-        let bare = Ceiling::start(workers)?;
-        let target = Target { base: bare.base_url(), token: None, send_origin: false };
-        println!(
-            "plaza-load ceiling: bare actix-web, {workers} worker(s), same routes and response sizes, no work \
-             ({} connections, {} s per phase, pid {})",
-            args.connections,
-            args.duration_secs,
-            bare.pid()
-        );
-        print_header();
-        let run = Run { target: &target, connections: args.connections, threads, duration, pid: Some(bare.pid()) };
-        let results = run.all_phases(&mut None)?;
-        drop(bare);
-        println!();
-        Some(results)
-    };
-
+    // Both servers up for the whole run; each phase alternates between them (see `ROUNDS`).
+    let bare = if args.no_ceiling { None } else { Some(Ceiling::start(workers)?) };
+    let bare_target = bare.as_ref().map(|b| Target { base: b.base_url(), token: None, send_origin: false });
     let mut extra = Vec::new();
     if let Some(d) = &args.durability {
         extra.extend(["--durability", d.as_str()]);
     }
     // The guard stops the spawned server when this function returns, on every path.
     let (target, mut server) = resolve_target(args.target.as_deref(), token, &extra)?;
+    if let Some(b) = &bare {
+        println!(
+            "plaza-load ceiling: bare actix-web, {workers} worker(s), same routes and response sizes, no work (pid {})",
+            b.pid()
+        );
+    }
     println!(
-        "plaza-load: {} connections on {} thread(s), {} s per phase, target {}{}",
+        "plaza-load: {} connections on {} thread(s), {} s per phase{}, target {}{}",
         args.connections,
         threads,
         args.duration_secs,
+        if bare.is_some() { " (4 rounds of half that: ceiling, Plaza, Plaza, ceiling)" } else { "" },
         target.base,
         spawned_note(&server)
     );
     print_header();
     let pid = server.as_ref().map(|s| s.pid()).or(args.server_pid);
-    let run = Run { target: &target, connections: args.connections, threads, duration, pid };
-    let results = run.all_phases(&mut server)?;
+    let round = if bare.is_some() { duration / 2 } else { duration };
+    let plaza = Run { target: &target, connections: args.connections, threads, duration: round, pid };
+    let ceiling = bare_target.as_ref().zip(bare.as_ref()).map(|(t, b)| Run {
+        target: t,
+        connections: args.connections,
+        threads,
+        duration: round,
+        pid: Some(b.pid()),
+    });
+    let mut results = Vec::new();
+    let mut ceiling_results = Vec::new();
+    let mut ids = (Vec::new(), Vec::new());
+    for phase in [Phase::Insert, Phase::Get, Phase::List] {
+        let (mut on_plaza, mut on_ceiling) = (PhaseResult::empty(phase)?, PhaseResult::empty(phase)?);
+        let sides: &[Side] = if ceiling.is_some() { &ROUNDS } else { &[Side::Plaza] };
+        for &side in sides {
+            match (side, &ceiling) {
+                (Side::Ceiling, Some(c)) => on_ceiling.add(c.phase(phase, &ids.1)?)?,
+                _ => on_plaza.add(plaza.phase(phase, &ids.0)?)?,
+            }
+            check_server(&mut server)?;
+        }
+        if ceiling.is_some() {
+            on_ceiling.print("ceiling");
+        }
+        on_plaza.print("plaza");
+        if phase == Phase::Insert {
+            ids = (std::mem::take(&mut on_plaza.tally.ids), std::mem::take(&mut on_ceiling.tally.ids));
+            if ids.0.is_empty() || (ceiling.is_some() && ids.1.is_empty()) {
+                return Err("the insert phase stored no ids, so the get phase cannot run (see the errors above)".into());
+            }
+        }
+        results.push(on_plaza);
+        ceiling_results.push(on_ceiling);
+    }
+    drop(bare);
 
-    if let Some(ceiling) = &ceiling {
+    if ceiling.is_some() {
         println!();
-        println!("ratios to the ceiling (measured in this run, one after the other)");
-        for (plaza, bare) in results.iter().zip(ceiling) {
+        println!("ratios to the ceiling (measured in this run, in alternating rounds)");
+        for (plaza, bare) in results.iter().zip(&ceiling_results) {
             let (p, c) = (plaza.rate(), bare.rate());
             println!(
                 "  {:<7} {:>10.1} / {:>10.1} req/s = {:.2} x ceiling {:<5}   cpu {} vs {} µs/op",
@@ -168,8 +203,8 @@ pub fn run(args: Args) -> Result<(), String> {
                 c,
                 p / c.max(1e-9),
                 plaza.phase.method(),
-                describe_us(plaza.cpu_us),
-                describe_us(bare.cpu_us)
+                describe_us(plaza.cpu_us()),
+                describe_us(bare.cpu_us())
             );
         }
     }
@@ -210,7 +245,7 @@ pub fn run(args: Args) -> Result<(), String> {
 
 fn print_header() {
     println!(
-        "{:<8} {:>10} {:>8} {:>11} {:>9} {:>9} {:>9} {:>9} {:>10}",
+        "{:<16} {:>10} {:>8} {:>11} {:>9} {:>9} {:>9} {:>9} {:>10}",
         "phase", "requests", "errors", "ok req/s", "p50 ms", "p90 ms", "p99 ms", "max ms", "cpu µs/op"
     );
 }
@@ -242,33 +277,11 @@ struct PhaseResult {
     phase: Phase,
     elapsed: Duration,
     tally: Tally,
-    /// Server CPU µs per successful request.
-    cpu_us: Option<f64>,
+    /// Server CPU seconds over the phase (`None` without a pid).
+    cpu_secs: Option<f64>,
 }
 
 impl Run<'_> {
-    /// Insert, then get by id (of the inserted rows), then list; each printed as it ends.
-    fn all_phases(&self, server: &mut Option<Server>) -> Result<Vec<PhaseResult>, String> {
-        let mut results = Vec::new();
-        let mut insert = self.phase(Phase::Insert, &[])?;
-        insert.print();
-        let ids = std::mem::take(&mut insert.tally.ids);
-        results.push(insert);
-        check_server(server)?;
-        if ids.is_empty() {
-            return Err("the insert phase stored no ids, so the get phase cannot run (see the errors above)".into());
-        }
-        let get = self.phase(Phase::Get, &ids)?;
-        get.print();
-        results.push(get);
-        check_server(server)?;
-        let list = self.phase(Phase::List, &[])?;
-        list.print();
-        results.push(list);
-        check_server(server)?;
-        Ok(results)
-    }
-
     fn phase(&self, phase: Phase, ids: &[String]) -> Result<PhaseResult, String> {
         let cpu = self.pid.map(CpuMeter::start);
         let started = Instant::now();
@@ -304,17 +317,33 @@ impl Run<'_> {
         for outcome in outcomes {
             total.merge(outcome?)?;
         }
-        let cpu_us = cpu.and_then(|c| c.per_op_us(total.ok));
-        Ok(PhaseResult { phase, elapsed, tally: total, cpu_us })
+        let cpu_secs = cpu.and_then(|c| c.used_secs());
+        Ok(PhaseResult { phase, elapsed, tally: total, cpu_secs })
     }
 }
 
 impl PhaseResult {
+    fn empty(phase: Phase) -> Result<PhaseResult, String> {
+        Ok(PhaseResult { phase, elapsed: Duration::ZERO, tally: Tally::new()?, cpu_secs: Some(0.0) })
+    }
+
+    /// Adds a round of the same phase on the same server.
+    fn add(&mut self, round: PhaseResult) -> Result<(), String> {
+        self.elapsed += round.elapsed;
+        self.cpu_secs = self.cpu_secs.zip(round.cpu_secs).map(|(a, b)| a + b);
+        self.tally.merge(round.tally)
+    }
+
+    /// Server CPU µs per successful request.
+    fn cpu_us(&self) -> Option<f64> {
+        self.cpu_secs.filter(|_| self.tally.ok > 0).map(|secs| secs * 1e6 / self.tally.ok as f64)
+    }
+
     fn rate(&self) -> f64 {
         self.tally.ok as f64 / self.elapsed.as_secs_f64().max(1e-9)
     }
 
-    fn print(&self) {
+    fn print(&self, server: &str) {
         let t = &self.tally;
         let ms = |us: u64| us as f64 / 1000.0;
         let (p50, p90, p99, max) = if t.hist.is_empty() {
@@ -329,8 +358,8 @@ impl PhaseResult {
         };
         let rate = self.rate();
         println!(
-            "{:<8} {:>10} {:>8} {:>11.1} {:>9.2} {:>9.2} {:>9.2} {:>9.2} {:>10}",
-            self.phase.name(),
+            "{:<16} {:>10} {:>8} {:>11.1} {:>9.2} {:>9.2} {:>9.2} {:>9.2} {:>10}",
+            format!("{} {server}", self.phase.name()),
             t.ok + t.errors,
             t.errors,
             rate,
@@ -338,10 +367,10 @@ impl PhaseResult {
             ms(p90),
             ms(p99),
             ms(max),
-            describe_us(self.cpu_us)
+            describe_us(self.cpu_us())
         );
         for (kind, n) in t.error_kinds.iter() {
-            println!("{:<8}   {n} x {kind}", "");
+            println!("{:<16}   {n} x {kind}", "");
         }
     }
 }

@@ -99,10 +99,4 @@ impl CpuMeter {
         let (start, now) = (self.start?, cpu_ticks(self.pid)?);
         Some(now.saturating_sub(start) as f64 / clock_ticks() as f64)
     }
-
-    /// CPU microseconds per operation since `start` (`None` for no operations or no `/proc`).
-    pub fn per_op_us(&self, ops: u64) -> Option<f64> {
-        (ops > 0).then_some(())?;
-        Some(self.used_secs()? * 1e6 / ops as f64)
-    }
 }
