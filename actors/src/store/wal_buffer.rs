@@ -10,6 +10,10 @@
 //! other call on the file (read, sync, truncate, size, lock, control, close) writes the buffer
 //! first; so does a write that does not follow on from it. Every other file passes straight
 //! through. Only the Writer's connection opens with it ([`VFS_NAME`]).
+//!
+//! Safety: SQLite calls every method below with a file it allocated at this VFS's `szOsFile`
+//! and opened through [`shim_open`], which writes the [`ShimFile`] header, so the casts hold;
+//! one connection's file is never used by two threads at once.
 
 use std::ffi::{c_int, c_void, CStr};
 use std::ptr;
@@ -47,7 +51,7 @@ struct WalBuffer {
     commit_page_next: bool,
 }
 
-/// The platform VFS this one wraps, and this one (registered once per process).
+/// The platform VFS this one wraps (registered once per process).
 struct Registered {
     base: usize,
 }
@@ -103,7 +107,15 @@ unsafe extern "C" fn shim_open(
     (*shim).base.pMethods = ptr::null();
     let Some(open) = (!base.is_null()).then(|| (*base).xOpen).flatten() else { return ffi::SQLITE_ERROR };
     let rc = open(base, name, real, flags, out_flags);
-    if rc != ffi::SQLITE_OK || (*real).pMethods.is_null() {
+    if (*real).pMethods.is_null() {
+        return rc;
+    }
+    if rc != ffi::SQLITE_OK {
+        // An open that failed but set its methods still wants its close (SQLite's VFS rule);
+        // SQLite will not call ours, as `pMethods` stays null.
+        if let Some(close) = (*(*real).pMethods).xClose {
+            close(real);
+        }
         return rc;
     }
     let wal = if flags & ffi::SQLITE_OPEN_WAL != 0 { Box::into_raw(Box::<WalBuffer>::default()) } else { ptr::null_mut() };
