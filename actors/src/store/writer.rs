@@ -2,9 +2,11 @@
 //!
 //! `SqliteWriter` runs on a one-thread `SyncArbiter` and owns the write connection. `Writer`
 //! (an ordinary actor) queues each caller's unit of ops; whenever the connection is idle it
-//! hands over a group of queued units, committed in one transaction with one savepoint per unit
-//! (per op for a batch), so one caller's failure rolls back only its own ops. Callers are
-//! answered after the commit, and the change-log rows are written in that same transaction.
+//! hands over a group of queued units, committed in one transaction, so one caller's failure
+//! rolls back only its own ops: a unit of several ops runs in a savepoint, a lone op (and each
+//! op of a batch) on its own, since SQLite undoes a failed statement itself (see [`alone`]).
+//! Callers are answered after the commit, and the change-log rows are written in that same
+//! transaction.
 //!
 //! The queue is fair: each client (session, user, or the admin) has its own queue and groups
 //! take units from the clients in turn, with a bound on the ops per group. A client flooding
