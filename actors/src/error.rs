@@ -133,7 +133,7 @@ pub enum RoomError {
     /// The `since`/`epoch` of a join cannot be resumed from: the current state is attached.
     #[error("{reason}; join again without since and start from the state given here")]
     ResyncRequired { reason: String, resync: Box<Resync> },
-    /// The room stopped while the message was on its way (retried by [`Rooms::join`]).
+    /// The room stopped while the message was on its way (retried by [`crate::rooms::Rooms::join`]).
     #[error("the room is restarting; retry")]
     Gone,
 }

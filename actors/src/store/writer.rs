@@ -4,7 +4,7 @@
 //! (an ordinary actor) queues each caller's unit of ops; whenever the connection is idle it
 //! hands over a group of queued units, committed in one transaction, so one caller's failure
 //! rolls back only its own ops: a unit of several ops runs in a savepoint, a lone op (and each
-//! op of a batch) on its own, since SQLite undoes a failed statement itself (see [`alone`]).
+//! op of a batch) on its own, since SQLite undoes a failed statement itself (see `alone`).
 //! Callers are answered after the commit, and the change-log rows are written in that same
 //! transaction.
 //!
