@@ -113,12 +113,16 @@ pub enum Statement {
     SelectById,
     SearchRowidInsert,
     SearchRowidLookup,
+    SearchRowidDelete,
     SearchIndexInsert,
     SearchIndexDelete,
 }
 
+/// One slot per [`Statement`] (the last variant's index + 1).
+const STATEMENTS: usize = Statement::SearchIndexDelete as usize + 1;
+
 #[derive(Debug, Clone, Default)]
-struct Statements([std::sync::OnceLock<std::sync::Arc<str>>; 5]);
+struct Statements([std::sync::OnceLock<std::sync::Arc<str>>; STATEMENTS]);
 
 /// `{"name":"owner","target":"User","field":"ownerId"}`: many-to-one, `field` is an
 /// `id(Target)` on this entity. With `"many":true` it is one-to-many: `field` is an

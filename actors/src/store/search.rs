@@ -237,7 +237,8 @@ pub fn on_delete(conn: &Connection, index: &mut PendingIndex, def: &EntityDef, i
     }
     if let Some(rid) = rowid_of(conn, def, id)? {
         index.queue(def, rid, old, true);
-        conn.prepare_cached(&format!("DELETE FROM \"{}\" WHERE rid = ?", fts_rowids(&def.name)))?.execute([rid])?;
+        let sql = def.statement(Statement::SearchRowidDelete, |def| format!("DELETE FROM \"{}\" WHERE rid = ?", fts_rowids(&def.name)));
+        conn.prepare_cached(sql)?.execute([rid])?;
     }
     Ok(())
 }

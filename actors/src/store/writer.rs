@@ -547,7 +547,7 @@ fn in_savepoint(
 /// alone. An op that fails after one did (a storage error between the row and its change-log
 /// entry) cannot be undone on its own: that is the connection's failure, and the whole group's
 /// transaction is rolled back. A savepoint per op cost its SAVEPOINT/RELEASE and a copy of every
-/// page it touched into the sub-journal: 15% of the Writer thread on single-row inserts.
+/// page it touched into the sub-journal: 13% of the Writer thread on single-row inserts.
 fn alone(
     tx: &Connection,
     index: &mut PendingIndex,
@@ -700,8 +700,6 @@ fn remember(conn: &Connection, key: &str, changes: &[Change]) -> Result<()> {
 fn not_found(entity: &str, id: &str) -> PlazaError {
     PlazaError::NotFound(format!("{entity} '{id}' not found"))
 }
-
-
 
 #[cfg(test)]
 mod tests {

@@ -268,9 +268,8 @@ pub fn run(args: Args) -> Result<(), String> {
     check_server(&mut server)?;
 
     let half = duration / 2;
-    let mut plain = Tally::new()?;
-    let mut searchable = Tally::new()?;
-    let mut elapsed = (Duration::ZERO, Duration::ZERO);
+    let mut inserts = [Tally::new()?, Tally::new()?];
+    let mut insert_elapsed = [Duration::ZERO, Duration::ZERO];
     for side in ROUNDS {
         let entity = ["Plain", "Searchable"][side];
         let words = &vocabulary;
@@ -278,18 +277,13 @@ pub fn run(args: Args) -> Result<(), String> {
             let body = todo_json(rng, words, false, None);
             Req { post: true, path: format!("/api/entities/{entity}"), body: Some(body.to_string()) }
         }, &|v| v["id"].as_str().map(drop).ok_or_else(|| "no id".to_string()))?;
-        let took = t.elapsed;
-        if side == 0 {
-            elapsed.0 += took;
-            plain.merge(t)?;
-        } else {
-            elapsed.1 += took;
-            searchable.merge(t)?;
-        }
+        insert_elapsed[side] += t.elapsed;
+        inserts[side].merge(t)?;
         check_server(&mut server)?;
     }
-    plain.elapsed = elapsed.0;
-    searchable.elapsed = elapsed.1;
+    let [mut plain, mut searchable] = inserts;
+    plain.elapsed = insert_elapsed[0];
+    searchable.elapsed = insert_elapsed[1];
     plain.print("ins-plain");
     searchable.print("ins-search");
     let ratio = searchable.rate() / plain.rate().max(1e-9);
