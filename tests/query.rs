@@ -449,13 +449,30 @@ async fn adding_search_indexes_existing_rows_and_removing_it_drops_the_index() {
     let srv = server_with(MANIFEST, cfg());
     let (status, body) = search(&srv, ADMIN, "q=task&limit=100").await;
     assert_eq!((status, body["total"].as_u64()), (200, Some(30)), "{body}");
+    // Rows indexed by the migration follow their updates and deletes like new ones.
+    let (status, _) = http(&srv, ADMIN, "PATCH", "/api/entities/Todo/t0001", Some(json!({"title": "renamed chore"}))).await;
+    assert_eq!(status, 200);
+    let (status, _) = http(&srv, ADMIN, "DELETE", "/api/entities/Todo/t0002", None).await;
+    assert_eq!(status, 200);
+    let (_, body) = search(&srv, ADMIN, "q=task&limit=100").await;
+    assert_eq!(body["total"].as_u64(), Some(28), "{body}");
+    let (_, body) = search(&srv, ADMIN, "q=chore").await;
+    assert_eq!(ids(&body["data"]), ["t0001"], "{body}");
     srv.stop().await;
 
     let srv = server_with(&without.to_string(), cfg());
+    let (_, body) = http(&srv, ADMIN, "GET", "/api/entities/Todo?limit=100", None).await;
+    assert_eq!(body["data"].as_array().map(Vec::len), Some(29), "every row kept when search goes: {body}");
+    let (_, body) = http(&srv, ADMIN, "GET", "/api/entities/Todo/t0001", None).await;
+    assert_eq!(body["title"], "renamed chore", "{body}");
     srv.stop().await;
     let conn = rusqlite::Connection::open(dir.path().join("plaza.db")).unwrap();
     let left: i64 = conn.query_row("SELECT count(*) FROM sqlite_master WHERE name LIKE '_plaza_fts_%'", [], |r| r.get(0)).unwrap();
     assert_eq!(left, 0, "the index is dropped with search");
+    let owner_index: i64 = conn
+        .query_row("SELECT count(*) FROM sqlite_master WHERE type = 'index' AND tbl_name = 'Todo' AND sql LIKE '%ownerId%'", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(owner_index, 1, "the table's indexes are made again after it is rebuilt");
 }
 
 #[actix_web::test]

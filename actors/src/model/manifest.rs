@@ -111,9 +111,7 @@ pub struct EntityDef {
 #[derive(Debug, Clone, Copy)]
 pub enum Statement {
     SelectById,
-    SearchRowidInsert,
     SearchRowidLookup,
-    SearchRowidDelete,
     SearchIndexInsert,
     SearchIndexDelete,
 }

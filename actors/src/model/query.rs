@@ -325,14 +325,12 @@ fn search_filter(entity: &EntityDef, v: &Value) -> Result<Filter> {
     Ok(Filter::Search { entity: entity.name.clone(), fields: def.text.clone(), text: SearchText::parse(text)? })
 }
 
-/// The FTS5 table behind an entity's `search`, and the table mapping its integer rowids to
-/// row ids (entity tables are WITHOUT ROWID). Entity names cannot start with `_`.
+/// The integer key a searchable entity's table carries for its FTS5 index (the index's rowid).
+pub const SEARCH_ROWID: &str = "_plaza_rid";
+
+/// The FTS5 table behind an entity's `search` (entity names cannot start with `_`).
 pub fn fts_table(entity: &str) -> String {
     format!("_plaza_fts_{entity}")
-}
-
-pub fn fts_rowids(entity: &str) -> String {
-    format!("_plaza_fts_{entity}_rid")
 }
 
 /// A pattern with `%` is an SQL LIKE pattern as written; anything else is a substring.
@@ -384,9 +382,8 @@ pub fn to_sql_where(filter: &Filter, params: &mut Vec<SqlValue>) -> String {
         Filter::Search { entity, text, .. } => {
             params.push(SqlValue::Text(text.fts_query()));
             format!(
-                "\"id\" IN (SELECT m.id FROM \"{fts}\" JOIN \"{rid}\" m ON m.rid = \"{fts}\".rowid WHERE \"{fts}\" MATCH ?)",
+                "\"{SEARCH_ROWID}\" IN (SELECT rowid FROM \"{fts}\" WHERE \"{fts}\" MATCH ?)",
                 fts = fts_table(entity),
-                rid = fts_rowids(entity)
             )
         }
         Filter::Contains { field, value } => {

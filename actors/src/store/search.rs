@@ -1,20 +1,16 @@
-//! Full-text search on SQLite FTS5. For each entity that declares `search`:
-//!
-//! - `_plaza_fts_E_rid (rid INTEGER PRIMARY KEY, id TEXT UNIQUE, facet_F..)` gives each row the
-//!   integer rowid FTS5 needs (entity tables are WITHOUT ROWID) and a copy of its facet fields,
-//!   so a search with no filter and no read policy counts facets without reading the entity's
-//!   table (a third of a search's time on 1,000 matches);
-//! - `_plaza_fts_E_src`, a view of (rid, text fields) over that table and the entity's;
-//! - `_plaza_fts_E`, an external-content FTS5 table on that view (`unicode61`, diacritics
-//!   removed): the index only, the text stays in the entity's table.
+//! Full-text search on SQLite FTS5. For each entity that declares `search`, `_plaza_fts_E` is
+//! an external-content FTS5 table on the entity's own table (`unicode61`, diacritics removed):
+//! the index only, the text stays in the row. Its rowid is the row's [`SEARCH_ROWID`], which is
+//! why a searchable entity's table is a rowid table (see `schema::create_table`); a search
+//! reads ids and facet values from the rows its matches point at.
 //!
 //! The Writer keeps the index in step inside the same transaction as the row ([`on_insert`],
-//! [`on_update`], [`on_delete`]). The rowid table is written with the row; the FTS5 writes
-//! wait in a [`PendingIndex`] until the group's per-unit savepoints are released, because
-//! FTS5 flushes its pending terms into a new segment at every savepoint: indexing inside them
-//! wrote one segment per row, and merging those cost more than the indexing. At start
-//! [`migrate`] builds the index for existing rows when `search` is added (or its text or facet
-//! fields change) and drops it when `search` is removed.
+//! [`on_update`], [`on_delete`]). The FTS5 writes wait in a [`PendingIndex`] until the group's
+//! per-unit savepoints are released, because FTS5 flushes its pending terms into a new segment
+//! at every savepoint: indexing inside them wrote one segment per row, and merging those cost
+//! more than the indexing. At start the migration drops an index whose text or facet fields
+//! changed, or whose entity no longer declares `search` ([`drop_stale`]), and builds the index
+//! of each searchable entity that has none, existing rows included ([`build_missing`]).
 //!
 //! Segment merging is taken off the commit path: FTS5's `automerge` is off, so a commit only
 //! writes its own small segment, and the Writer calls [`merge_step`] while it has nothing to
@@ -32,7 +28,7 @@ use super::reader::Reader;
 use crate::error::{PlazaError, Result};
 use crate::model::manifest::{AppManifest, EntityDef, Statement};
 use crate::model::policy::AuthContext;
-use crate::model::query::{fts_rowids, fts_table, to_sql_where, Filter};
+use crate::model::query::{fts_table, to_sql_where, Filter, SEARCH_ROWID};
 use crate::model::rows::{self, Row};
 use crate::model::search::SearchText;
 
@@ -41,57 +37,57 @@ pub const DEFAULT_SEARCH_LIMIT: usize = 20;
 /// Distinct values reported per facet (the most frequent first).
 pub const MAX_FACET_VALUES: usize = 100;
 
-fn source_view(entity: &str) -> String {
-    format!("_plaza_fts_{entity}_src")
-}
-
 /// Pages of merge work one [`merge_step`] does per index (a few milliseconds).
 pub const MERGE_STEP_PAGES: i64 = 64;
 
-/// The facet copy's column in the rowid table.
-fn facet_column(field: &str) -> String {
-    format!("\"facet_{field}\"")
-}
-
-/// What the stored index was built from: a change rebuilds it.
+/// What the stored index was built from: a change rebuilds it. The leading version names the
+/// layout (2: the entity's table holds the rowids; before, a table beside it mapped them).
 fn index_spec(search: &crate::model::manifest::SearchDef) -> String {
-    format!("{}|{}", search.text.join(","), search.facets.join(","))
+    format!("2|{}|{}", search.text.join(","), search.facets.join(","))
 }
 
-/// Creates, rebuilds or drops each entity's index to match the manifest (inside the start-up
-/// migration's transaction).
-pub fn migrate(conn: &Connection, manifest: &AppManifest) -> Result<()> {
+fn recorded_indexes(conn: &Connection) -> Result<HashMap<String, String>> {
     conn.execute_batch("CREATE TABLE IF NOT EXISTS _plaza_search (entity TEXT PRIMARY KEY, text TEXT NOT NULL)")?;
-    let recorded: HashMap<String, String> = {
-        let mut stmt = conn.prepare("SELECT entity, text FROM _plaza_search")?;
-        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
-        rows.collect::<rusqlite::Result<_>>()?
-    };
-    for (entity, _) in recorded.iter().filter(|(e, _)| manifest.entity(e).and_then(|d| d.search.as_ref()).is_none()) {
-        drop_index(conn, entity)?;
-        tracing::info!(entity = %entity, "search removed: dropped its full-text index");
+    let mut stmt = conn.prepare("SELECT entity, text FROM _plaza_search")?;
+    let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+/// Drops each index the manifest no longer asks for as it was built: its entity dropped
+/// `search`, changed its text or facet fields, or it has an older layout (in the start-up
+/// migration's transaction, before the tables are migrated).
+pub fn drop_stale(conn: &Connection, manifest: &AppManifest) -> Result<()> {
+    for (entity, spec) in recorded_indexes(conn)? {
+        let wanted = manifest.entity(&entity).and_then(|d| d.search.as_ref()).map(index_spec);
+        if wanted.as_ref() != Some(&spec) {
+            drop_index(conn, &entity)?;
+            tracing::info!(entity = %entity, "dropped its full-text index (search removed or changed)");
+        }
     }
+    Ok(())
+}
+
+/// Builds the index of each searchable entity that has none, over its existing rows (after the
+/// tables are migrated, so each searchable table holds its rowids).
+pub fn build_missing(conn: &Connection, manifest: &AppManifest) -> Result<()> {
+    let recorded = recorded_indexes(conn)?;
     for def in &manifest.entities {
         let Some(search) = &def.search else { continue };
-        let spec = index_spec(search);
-        match recorded.get(&def.name) {
-            Some(old) if *old == spec => continue,
-            Some(_) => drop_index(conn, &def.name)?,
-            None => {}
+        if recorded.contains_key(&def.name) {
+            continue;
         }
         let count = build_index(conn, def)?;
-        conn.execute("INSERT OR REPLACE INTO _plaza_search (entity, text) VALUES (?, ?)", params![def.name, spec])?;
-        tracing::info!(entity = %def.name, fields = %spec, rows = count, "built the full-text index");
+        conn.execute("INSERT INTO _plaza_search (entity, text) VALUES (?, ?)", params![def.name, index_spec(search)])?;
+        tracing::info!(entity = %def.name, fields = %index_spec(search), rows = count, "built the full-text index");
     }
     Ok(())
 }
 
 fn drop_index(conn: &Connection, entity: &str) -> Result<()> {
+    // The view and rowid table are those of the layout before version 2.
     conn.execute_batch(&format!(
-        "DROP TABLE IF EXISTS \"{}\"; DROP VIEW IF EXISTS \"{}\"; DROP TABLE IF EXISTS \"{}\";",
-        fts_table(entity),
-        source_view(entity),
-        fts_rowids(entity)
+        "DROP TABLE IF EXISTS \"{fts}\"; DROP VIEW IF EXISTS \"{fts}_src\"; DROP TABLE IF EXISTS \"{fts}_rid\";",
+        fts = fts_table(entity),
     ))?;
     conn.execute("DELETE FROM _plaza_search WHERE entity = ?", [entity])?;
     Ok(())
@@ -99,23 +95,16 @@ fn drop_index(conn: &Connection, entity: &str) -> Result<()> {
 
 fn build_index(conn: &Connection, def: &EntityDef) -> Result<i64> {
     let Some(search) = &def.search else { return Ok(0) };
-    let (en, fts, rid, src) = (&def.name, fts_table(&def.name), fts_rowids(&def.name), source_view(&def.name));
+    let (en, fts) = (&def.name, fts_table(&def.name));
     let cols: Vec<String> = search.text.iter().map(|f| format!("\"{f}\"")).collect();
-    let view_cols: Vec<String> = search.text.iter().map(|f| format!("t.\"{f}\" AS \"{f}\"")).collect();
-    let facet_defs: String = search.facets.iter().map(|f| format!(", {}", facet_column(f))).collect();
-    let facet_src: String = search.facets.iter().map(|f| format!(", \"{f}\"")).collect();
     conn.execute_batch(&format!(
-        "CREATE TABLE \"{rid}\" (rid INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE{facet_defs});
-         CREATE VIEW \"{src}\" AS SELECT m.rid AS rid, {view_cols} FROM \"{rid}\" m JOIN \"{en}\" t ON t.\"id\" = m.id;
-         CREATE VIRTUAL TABLE \"{fts}\" USING fts5({cols}, content='{src}', content_rowid='rid',
+        "CREATE VIRTUAL TABLE \"{fts}\" USING fts5({cols}, content='{en}', content_rowid='{SEARCH_ROWID}',
              tokenize='unicode61 remove_diacritics 2');
-         INSERT INTO \"{rid}\" (id{facet_defs}) SELECT \"id\"{facet_src} FROM \"{en}\" ORDER BY \"id\";
          INSERT INTO \"{fts}\" (\"{fts}\") VALUES ('rebuild');
          INSERT INTO \"{fts}\" (\"{fts}\", rank) VALUES ('automerge', 0);",
-        view_cols = view_cols.join(", "),
         cols = cols.join(", "),
     ))?;
-    Ok(conn.query_row(&format!("SELECT count(*) FROM \"{rid}\""), [], |r| r.get(0))?)
+    Ok(conn.query_row(&format!("SELECT count(*) FROM \"{en}\""), [], |r| r.get(0))?)
 }
 
 /// The text fields' values of a row, in index column order.
@@ -163,84 +152,55 @@ impl PendingIndex {
     }
 
     /// Runs the queued writes (in the group's transaction, after its savepoints).
+    ///
+    /// Then flushes FTS5's pending terms into the group's segment (FTS5 flushes when a
+    /// savepoint opens), so the commit that follows has little left to do and the Writer can
+    /// hand over the next group first: larger groups, fewer segments (+6% search inserts/s at
+    /// 16 connections, docs/PERFORMANCE.md).
     pub fn write(self, conn: &Connection) -> Result<()> {
+        if self.0.is_empty() {
+            return Ok(());
+        }
         for (sql, values) in self.0 {
             conn.prepare_cached(&sql)?.execute(params_from_iter(values))?;
         }
+        conn.prepare_cached("SAVEPOINT flush_index")?.execute([])?;
+        conn.prepare_cached("RELEASE flush_index")?.execute([])?;
         Ok(())
     }
 }
 
-fn rowid_of(conn: &Connection, def: &EntityDef, id: &str) -> Result<Option<i64>> {
-    let sql = def.statement(Statement::SearchRowidLookup, |def| format!("SELECT rid FROM \"{}\" WHERE id = ?", fts_rowids(&def.name)));
+/// The index rowid of the row `id` of a searchable entity, before it is updated or deleted
+/// (`None` for other entities, with no query).
+pub fn rowid_of(conn: &Connection, def: &EntityDef, id: &str) -> Result<Option<i64>> {
+    if def.search.is_none() {
+        return Ok(None);
+    }
+    let sql = def.statement(Statement::SearchRowidLookup, |def| format!("SELECT {SEARCH_ROWID} FROM \"{}\" WHERE id = ?", def.name));
     Ok(conn.prepare_cached(sql)?.query_row([id], |r| r.get(0)).optional()?)
 }
 
-/// The facet fields' values of a row as stored, in facet column order.
-fn facet_values(def: &EntityDef, row: &Row) -> Vec<SqlValue> {
-    let facets = def.search.as_ref().map_or(&[][..], |s| &s.facets[..]);
-    facets
-        .iter()
-        .map(|f| match (def.fields.iter().find(|d| d.name == *f), row.get(f)) {
-            (Some(field), Some(v)) => rows::to_sql(def, field, v).unwrap_or(SqlValue::Null),
-            _ => SqlValue::Null,
-        })
-        .collect()
-}
-
-/// After a row is inserted (same transaction).
-pub fn on_insert(conn: &Connection, index: &mut PendingIndex, def: &EntityDef, id: &str, row: &Row) -> Result<()> {
-    if def.search.is_none() {
-        return Ok(());
-    }
-    let sql = def.statement(Statement::SearchRowidInsert, |def| {
-        let facets = def.search.as_ref().map_or(&[][..], |s| &s.facets[..]);
-        let cols: String = facets.iter().map(|f| format!(", {}", facet_column(f))).collect();
-        format!("INSERT INTO \"{}\" (id{cols}) VALUES (?{})", fts_rowids(&def.name), ", ?".repeat(facets.len()))
-    });
-    let mut values = vec![SqlValue::Text(id.to_string())];
-    values.extend(facet_values(def, row));
-    conn.prepare_cached(sql)?.execute(params_from_iter(values))?;
-    index.queue(def, conn.last_insert_rowid(), row, false);
-    Ok(())
-}
-
-/// After a row is updated: its facet copy follows, and it is re-indexed only when a text field
-/// changed.
-pub fn on_update(conn: &Connection, index: &mut PendingIndex, def: &EntityDef, id: &str, old: &Row, new: &Row) -> Result<()> {
-    let Some(search) = &def.search else { return Ok(()) };
-    let facets = facet_values(def, new);
-    if !search.facets.is_empty() && facet_values(def, old) != facets {
-        let sets: Vec<String> = search.facets.iter().map(|f| format!("{} = ?", facet_column(f))).collect();
-        let sql = format!("UPDATE \"{}\" SET {} WHERE id = ?", fts_rowids(&def.name), sets.join(", "));
-        let mut values = facets;
-        values.push(SqlValue::Text(id.to_string()));
-        conn.prepare_cached(&sql)?.execute(params_from_iter(values))?;
-    }
-    if texts(def, old) == texts(def, new) {
-        return Ok(());
-    }
-    match rowid_of(conn, def, id)? {
-        Some(rid) => {
-            index.queue(def, rid, old, true);
-            index.queue(def, rid, new, false);
-            Ok(())
-        }
-        None => on_insert(conn, index, def, id, new),
+/// After a row is inserted (same transaction), with the rowid its insert was given.
+pub fn on_insert(index: &mut PendingIndex, def: &EntityDef, rid: i64, row: &Row) {
+    if def.search.is_some() {
+        index.queue(def, rid, row, false);
     }
 }
 
-/// After a row is deleted.
-pub fn on_delete(conn: &Connection, index: &mut PendingIndex, def: &EntityDef, id: &str, old: &Row) -> Result<()> {
-    if def.search.is_none() {
-        return Ok(());
-    }
-    if let Some(rid) = rowid_of(conn, def, id)? {
+/// After a row is updated: it is re-indexed only when a text field changed (its facets are
+/// read from the row itself). `rid` is from [`rowid_of`] before the update.
+pub fn on_update(index: &mut PendingIndex, def: &EntityDef, rid: Option<i64>, old: &Row, new: &Row) {
+    if let Some(rid) = rid.filter(|_| texts(def, old) != texts(def, new)) {
         index.queue(def, rid, old, true);
-        let sql = def.statement(Statement::SearchRowidDelete, |def| format!("DELETE FROM \"{}\" WHERE rid = ?", fts_rowids(&def.name)));
-        conn.prepare_cached(sql)?.execute([rid])?;
+        index.queue(def, rid, new, false);
     }
-    Ok(())
+}
+
+/// After a row is deleted; `rid` is from [`rowid_of`] before the delete.
+pub fn on_delete(index: &mut PendingIndex, def: &EntityDef, rid: Option<i64>, old: &Row) {
+    if let Some(rid) = rid {
+        index.queue(def, rid, old, true);
+    }
 }
 
 /// Merges some of each index's segments (bounded work, for the Writer's idle time). Answers
@@ -317,30 +277,17 @@ impl Reader {
         }
         let mut params = Vec::new();
         let readable = self.readable(entity, auth, &req.filter);
-        let unfiltered = matches!(&readable, Filter::All(parts) if parts.is_empty());
         let where_sql = to_sql_where(&readable, &mut params);
         let facet_cols: String = req.facets.iter().map(|f| format!(", t.\"{f}\"")).collect();
         let sql = match &req.text {
-            // Nothing to check on the rows themselves: ids, scores and facets all come from
-            // the index and its rowid table.
-            Some(text) if unfiltered => {
-                let fts = fts_table(entity);
-                params.insert(0, SqlValue::Text(text.fts_query()));
-                let facet_cols: String = req.facets.iter().map(|f| format!(", m.{}", facet_column(f))).collect();
-                format!(
-                    "SELECT m.id, bm25(\"{fts}\"){facet_cols} FROM \"{fts}\" JOIN \"{rid}\" m ON m.rid = \"{fts}\".rowid \
-                     WHERE \"{fts}\" MATCH ?",
-                    rid = fts_rowids(entity),
-                )
-            }
+            // The matches first (materialized, so the planner cannot start from the table),
+            // then each one's row by its rowid, checked against the filter and read policy.
             Some(text) => {
                 let fts = fts_table(entity);
                 params.insert(0, SqlValue::Text(text.fts_query()));
                 format!(
-                    "WITH s AS MATERIALIZED (SELECT m.id AS _sid, bm25(\"{fts}\") AS _score FROM \"{fts}\" \
-                     JOIN \"{rid}\" m ON m.rid = \"{fts}\".rowid WHERE \"{fts}\" MATCH ?) \
-                     SELECT t.\"id\", s._score{facet_cols} FROM s JOIN \"{en}\" t ON t.\"id\" = s._sid WHERE {where_sql}",
-                    rid = fts_rowids(entity),
+                    "WITH s AS MATERIALIZED (SELECT rowid AS _rid, bm25(\"{fts}\") AS _score FROM \"{fts}\" WHERE \"{fts}\" MATCH ?) \
+                     SELECT t.\"id\", s._score{facet_cols} FROM s JOIN \"{en}\" t ON t.{SEARCH_ROWID} = s._rid WHERE {where_sql}",
                     en = def.name,
                 )
             }
@@ -449,7 +396,7 @@ mod tests {
             tx.execute("INSERT INTO \"Note\" (id, \"createdAt\", \"updatedAt\", body, tag) VALUES (?, '', '', ?, 't')", params![format!("n{i}"), format!("common word{i}")])
                 .unwrap();
             let mut index = PendingIndex::default();
-            on_insert(&tx, &mut index, def, &format!("n{i}"), &row).unwrap();
+            on_insert(&mut index, def, tx.last_insert_rowid(), &row);
             index.write(&tx).unwrap();
             tx.commit().unwrap();
         }
@@ -465,8 +412,47 @@ mod tests {
         assert!(steps > 0 && segments(&conn) < before, "{steps} steps, {before} -> {} leaf pages", segments(&conn));
         let found: i64 = conn.query_row("SELECT count(*) FROM \"_plaza_fts_Note\" WHERE \"_plaza_fts_Note\" MATCH 'common'", [], |r| r.get(0)).unwrap();
         assert_eq!(found, 200);
-        let tagged: i64 = conn.query_row("SELECT count(*) FROM \"_plaza_fts_Note_rid\" WHERE \"facet_tag\" = 't'", [], |r| r.get(0)).unwrap();
-        assert_eq!(tagged, 200, "facet copies beside the rowids");
+    }
+
+    /// A database whose index a version before layout 2 built (a table mapping rowids to ids,
+    /// and a view joining it to the entity's table) migrates: the old objects go, the table
+    /// gets its rowids, and its rows are found.
+    #[test]
+    fn an_index_of_the_earlier_layout_is_rebuilt_on_the_rows_rowids() {
+        let manifest = AppManifest::from_json(
+            r#"{"entities":[{"name":"Note","fields":[{"name":"body","type":"string"},{"name":"tag","type":"string"}],
+                "search":{"text":["body"],"facets":["tag"]}}]}"#,
+        )
+        .unwrap();
+        let mut conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch(
+            "CREATE TABLE \"Note\" (id TEXT PRIMARY KEY NOT NULL, createdAt TEXT NOT NULL, updatedAt TEXT NOT NULL, body TEXT, tag TEXT) WITHOUT ROWID;
+             INSERT INTO \"Note\" VALUES ('a', '', '', 'first note', 'x'), ('b', '', '', 'second note', 'y');
+             CREATE TABLE \"_plaza_fts_Note_rid\" (rid INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, \"facet_tag\");
+             CREATE VIEW \"_plaza_fts_Note_src\" AS SELECT m.rid AS rid, t.\"body\" AS \"body\" FROM \"_plaza_fts_Note_rid\" m JOIN \"Note\" t ON t.\"id\" = m.id;
+             CREATE VIRTUAL TABLE \"_plaza_fts_Note\" USING fts5(\"body\", content='_plaza_fts_Note_src', content_rowid='rid');
+             INSERT INTO \"_plaza_fts_Note_rid\" (id, \"facet_tag\") SELECT id, tag FROM \"Note\";
+             INSERT INTO \"_plaza_fts_Note\" (\"_plaza_fts_Note\") VALUES ('rebuild');
+             CREATE TABLE _plaza_fields (entity TEXT NOT NULL, field TEXT NOT NULL, type TEXT NOT NULL, optional INTEGER NOT NULL,
+                 PRIMARY KEY (entity, field));
+             INSERT INTO _plaza_fields VALUES ('Note', 'body', 'string', 0), ('Note', 'tag', 'string', 0);
+             CREATE TABLE _plaza_search (entity TEXT PRIMARY KEY, text TEXT NOT NULL);
+             INSERT INTO _plaza_search VALUES ('Note', 'body|tag');",
+        )
+        .unwrap();
+        crate::store::schema::migrate(&mut conn, &manifest).unwrap();
+        let legacy: i64 = conn
+            .query_row("SELECT count(*) FROM sqlite_master WHERE name IN ('_plaza_fts_Note_rid', '_plaza_fts_Note_src')", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(legacy, 0, "the old rowid table and view are gone");
+        let found: Vec<String> = conn
+            .prepare("SELECT t.id FROM \"_plaza_fts_Note\" f JOIN \"Note\" t ON t._plaza_rid = f.rowid WHERE f.\"_plaza_fts_Note\" MATCH 'note' ORDER BY t.id")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap();
+        assert_eq!(found, ["a", "b"]);
     }
 
     #[test]
@@ -490,11 +476,12 @@ mod tests {
             let row: Row = json!({"body": format!("word{i} shared")}).as_object().unwrap().clone();
             tx.execute("INSERT INTO \"Note\" (id, \"createdAt\", \"updatedAt\", body) VALUES (?, '', '', ?)", params![format!("n{i}"), row["body"].as_str()]).unwrap();
             let mut unit = PendingIndex::default();
-            on_insert(&tx, &mut unit, def, &format!("n{i}"), &row).unwrap();
+            on_insert(&mut unit, def, tx.last_insert_rowid(), &row);
             index.append(unit);
             tx.execute_batch("RELEASE unit").unwrap();
         }
         index.write(&tx).unwrap();
+        assert_eq!(segments(&tx) - before, 1, "the segment is written before the commit, so the next group can be handed over");
         tx.commit().unwrap();
         assert_eq!(segments(&conn) - before, 1, "twenty rows in one group: one new segment, not one per savepoint");
         let found: i64 = conn.query_row("SELECT count(*) FROM \"_plaza_fts_Note\" WHERE \"_plaza_fts_Note\" MATCH 'shared'", [], |r| r.get(0)).unwrap();

@@ -485,10 +485,12 @@ impl Handler<CommitGroup> for SqliteWriter {
             };
             outcomes.push(outcome);
         }
-        // The Writer may hand over the next group now: it waits while this one commits.
-        let _ = committing.send(());
         // After every savepoint is released, so FTS5 flushes its terms once for the group.
         index.write(&tx)?;
+        // The Writer may hand over the next group now: it waits while this one commits. Only
+        // now, after the index's flush: a group that indexed rows spends most of its time
+        // there, and the next group then takes in everything that arrived meanwhile.
+        let _ = committing.send(());
         let last_seq = outcomes.iter().flat_map(Outcome::changes).map(|c| c.seq).fold(self.bounds.last_seq, i64::max);
         let cutoff = last_seq - self.retain;
         if cutoff >= self.bounds.oldest_seq {
@@ -631,7 +633,7 @@ fn apply(conn: &Connection, ctx: &OpContext<'_>, op: WriteOp, done: &[Change], i
                 }
                 other => other,
             })?;
-            super::search::on_insert(conn, index, def, &id, &data)?;
+            super::search::on_insert(index, def, conn.last_insert_rowid(), &data);
             (entity, id, ChangeKind::Insert, Some(data), None)
         }
         WriteOp::UpdateIf { entity, id, expect: (field, expected), values, mismatch } => {
@@ -659,17 +661,19 @@ fn apply(conn: &Connection, ctx: &OpContext<'_>, op: WriteOp, done: &[Change], i
                 vals.push(v);
             }
             vals.push(SqlValue::Text(id.clone()));
+            let rid = super::search::rowid_of(conn, def, &id)?;
             let sql = format!("UPDATE \"{entity}\" SET {} WHERE id = ?", sets.join(", "));
             conn.prepare_cached(&sql)?.execute(params_from_iter(vals))?;
-            super::search::on_update(conn, index, def, &id, &old, &new)?;
+            super::search::on_update(index, def, rid, &old, &new);
             (entity, id, ChangeKind::Update, Some(new), None)
         }
         WriteOp::Delete { entity, id } => {
             let def = entity_def(manifest, &entity)?;
             let old = read_row(conn, def, &id)?.ok_or_else(|| not_found(&entity, &id))?;
             ctx.policies.check_write(&entity, ctx.auth, Some(&old), None)?;
+            let rid = super::search::rowid_of(conn, def, &id)?;
             conn.prepare_cached(&format!("DELETE FROM \"{entity}\" WHERE id = ?"))?.execute([&id])?;
-            super::search::on_delete(conn, index, def, &id, &old)?;
+            super::search::on_delete(index, def, rid, &old);
             (entity, id, ChangeKind::Delete, None, Some(old))
         }
     };

@@ -35,6 +35,7 @@ use clap::Args as ClapArgs;
 use hdrhistogram::Histogram;
 use serde_json::{json, Value};
 
+use crate::probes::CpuMeter;
 use crate::report::reproduce_command;
 use crate::rng::{seed, SplitMix64};
 use crate::server::{check_server, print_server_log, Server};
@@ -105,6 +106,32 @@ pub struct Args {
     /// The spawned server's admin token (a random one when absent).
     #[arg(long, env = "PLAZA_ADMIN_TOKEN", hide_env_values = true)]
     admin_token: Option<String>,
+}
+
+/// Process CPU seconds (server and this client) spent in one side's rounds.
+#[derive(Default)]
+struct SideCpu {
+    server: f64,
+    client: f64,
+    meters: Option<(Option<CpuMeter>, CpuMeter)>,
+}
+
+impl SideCpu {
+    fn start(server_pid: Option<u32>) -> SideCpu {
+        SideCpu { meters: Some((server_pid.map(CpuMeter::start), CpuMeter::start(std::process::id()))), ..SideCpu::default() }
+    }
+
+    /// Adds what a round's meters (from [`SideCpu::start`]) measured.
+    fn add(&mut self, round: &SideCpu) {
+        if let Some((server, client)) = &round.meters {
+            self.server += server.as_ref().and_then(CpuMeter::used_secs).unwrap_or(0.0);
+            self.client += client.used_secs().unwrap_or(0.0);
+        }
+    }
+
+    fn per_op_us(&self, secs: f64, ops: u64) -> String {
+        format!("{:.1} µs", secs * 1e6 / ops.max(1) as f64)
+    }
 }
 
 /// One request a loop sends.
@@ -268,15 +295,19 @@ pub fn run(args: Args) -> Result<(), String> {
     check_server(&mut server)?;
 
     let half = duration / 2;
+    let server_pid = server.as_ref().map(Server::pid);
     let mut inserts = [Tally::new()?, Tally::new()?];
     let mut insert_elapsed = [Duration::ZERO, Duration::ZERO];
+    let mut insert_cpu = [SideCpu::default(), SideCpu::default()];
     for side in ROUNDS {
         let entity = ["Plain", "Searchable"][side];
         let words = &vocabulary;
+        let meter = SideCpu::start(server_pid);
         let t = phase(&target, args.insert_connections, half, &|rng| {
             let body = todo_json(rng, words, false, None);
             Req { post: true, path: format!("/api/entities/{entity}"), body: Some(body.to_string()) }
         }, &|v| v["id"].as_str().map(drop).ok_or_else(|| "no id".to_string()))?;
+        insert_cpu[side].add(&meter);
         insert_elapsed[side] += t.elapsed;
         inserts[side].merge(t)?;
         check_server(&mut server)?;
@@ -287,6 +318,9 @@ pub fn run(args: Args) -> Result<(), String> {
     plain.print("ins-plain");
     searchable.print("ins-search");
     let ratio = searchable.rate() / plain.rate().max(1e-9);
+    for (name, cpu, tally) in [("ins-plain", &insert_cpu[0], &plain), ("ins-search", &insert_cpu[1], &searchable)] {
+        println!("{name:<10} CPU per insert: server {}, this client {}", cpu.per_op_us(cpu.server, tally.ok), cpu.per_op_us(cpu.client, tally.ok));
+    }
     // The same in batches: bigger commits spread the index's per-commit flush over more rows.
     let mut bulk = [Tally::new()?, Tally::new()?];
     let mut bulk_elapsed = [Duration::ZERO, Duration::ZERO];
