@@ -17,11 +17,12 @@
 //!    so the server's recent-search cache (repeats between commits) almost never answers;
 //! 4. `insert`: single-row `POST /api/entities/{Plain,Searchable}` with `--insert-connections`
 //!    loops (16), the two entities identical except that `Searchable` declares `search`;
-//!    four rounds of half the duration each, in the order plain, search, search, plain
-//!    ([`ROUNDS`]: both sides' rounds then sit at the same mean time, so a machine that speeds
-//!    up or slows down steadily during the run weighs on both alike; with plain, search, plain,
-//!    search the search rounds ran half a round later on average). The ratio is search / plain
-//!    inserts per second.
+//!    eight rounds of a quarter of the duration each, in the order plain, search, search,
+//!    plain, search, plain, plain, search ([`ROUNDS`]: both sides' rounds then sit at the same
+//!    mean time, so a machine that speeds up or slows down steadily during the run weighs on
+//!    both alike, and short rounds spread its faster and slower seconds over both; with plain,
+//!    search, plain, search the search rounds ran half a round later on average). The ratio is
+//!    search / plain inserts per second.
 //!
 //! 5. `bulk`: the same comparison with `/api/batch` of 100 rows from 4 loops (rows/s).
 //!
@@ -51,9 +52,9 @@ const COMMON_WORD: &str = "alpha";
 const STATUSES: [&str; 4] = ["open", "done", "blocked", "archived"];
 /// Pause after a transport error so a dead server does not turn a loop into a busy spin.
 const ERROR_BACKOFF: Duration = Duration::from_millis(10);
-/// The insert rounds' order, 0 plain and 1 search: balanced (ABBA), so both sides' rounds sit
-/// at the same mean time in the run.
-const ROUNDS: [usize; 4] = [0, 1, 1, 0];
+/// The insert rounds' order, 0 plain and 1 search: balanced (ABBA BAAB), so both sides' rounds
+/// sit at the same mean time in the run. Each lasts a quarter of `--duration-secs`.
+const ROUNDS: [usize; 8] = [0, 1, 1, 0, 1, 0, 0, 1];
 /// Rows per `/api/batch` and concurrent loops in the bulk insert rounds.
 const BULK_ROWS: usize = 100;
 const BULK_LOOPS: usize = 4;
@@ -100,7 +101,7 @@ pub struct Args {
     /// Concurrent insert loops in the insert phase.
     #[arg(long, default_value_t = 16)]
     insert_connections: usize,
-    /// Length of each timed phase in seconds (the insert phase runs twice this, in four rounds).
+    /// Length of each timed phase in seconds (the insert and bulk phases run twice this, in eight rounds).
     #[arg(long, default_value_t = 10)]
     duration_secs: u64,
     /// The spawned server's admin token (a random one when absent).
@@ -294,20 +295,22 @@ pub fn run(args: Args) -> Result<(), String> {
     search_cold.print("search-cold");
     check_server(&mut server)?;
 
-    let half = duration / 2;
+    let round = duration / 4;
     let server_pid = server.as_ref().map(Server::pid);
     let mut inserts = [Tally::new()?, Tally::new()?];
     let mut insert_elapsed = [Duration::ZERO, Duration::ZERO];
     let mut insert_cpu = [SideCpu::default(), SideCpu::default()];
+    let mut round_rates = Vec::with_capacity(ROUNDS.len());
     for side in ROUNDS {
         let entity = ["Plain", "Searchable"][side];
         let words = &vocabulary;
         let meter = SideCpu::start(server_pid);
-        let t = phase(&target, args.insert_connections, half, &|rng| {
+        let t = phase(&target, args.insert_connections, round, &|rng| {
             let body = todo_json(rng, words, false, None);
             Req { post: true, path: format!("/api/entities/{entity}"), body: Some(body.to_string()) }
         }, &|v| v["id"].as_str().map(drop).ok_or_else(|| "no id".to_string()))?;
         insert_cpu[side].add(&meter);
+        round_rates.push(format!("{} {:.1}k", ["plain", "search"][side], t.rate() / 1000.0));
         insert_elapsed[side] += t.elapsed;
         inserts[side].merge(t)?;
         check_server(&mut server)?;
@@ -317,6 +320,7 @@ pub fn run(args: Args) -> Result<(), String> {
     searchable.elapsed = insert_elapsed[1];
     plain.print("ins-plain");
     searchable.print("ins-search");
+    println!("{:<10} rounds in order (inserts/s): {}", "", round_rates.join(", "));
     let ratio = searchable.rate() / plain.rate().max(1e-9);
     for (name, cpu, tally) in [("ins-plain", &insert_cpu[0], &plain), ("ins-search", &insert_cpu[1], &searchable)] {
         println!("{name:<10} CPU per insert: server {}, this client {}", cpu.per_op_us(cpu.server, tally.ok), cpu.per_op_us(cpu.client, tally.ok));
@@ -327,7 +331,7 @@ pub fn run(args: Args) -> Result<(), String> {
     for side in ROUNDS {
         let entity = ["Plain", "Searchable"][side];
         let words = &vocabulary;
-        let t = phase(&target, BULK_LOOPS, half, &|rng| {
+        let t = phase(&target, BULK_LOOPS, round, &|rng| {
             let ops: Vec<Value> = (0..BULK_ROWS)
                 .map(|_| json!({"op": "insert", "entity": entity, "data": todo_json(rng, words, false, None)}))
                 .collect();
