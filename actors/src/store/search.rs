@@ -378,15 +378,20 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    /// `Note` with a searchable `body` and a `tag` facet.
+    fn tagged_notes() -> AppManifest {
+        AppManifest::from_json(
+            r#"{"entities":[{"name":"Note","fields":[{"name":"body","type":"string"},{"name":"tag","type":"string"}],
+                "search":{"text":["body"],"facets":["tag"]}}]}"#,
+        )
+        .unwrap()
+    }
+
     /// Commits one row at a time (a segment each, with automerge off), then merges in idle
     /// steps: the steps end, leave fewer segments, and every row is still found.
     #[test]
     fn idle_merge_steps_end_and_keep_every_row() {
-        let manifest = AppManifest::from_json(
-            r#"{"entities":[{"name":"Note","fields":[{"name":"body","type":"string"},{"name":"tag","type":"string"}],
-                "search":{"text":["body"],"facets":["tag"]}}]}"#,
-        )
-        .unwrap();
+        let manifest = tagged_notes();
         let mut conn = Connection::open_in_memory().unwrap();
         crate::store::schema::migrate(&mut conn, &manifest).unwrap();
         let def = manifest.entity("Note").unwrap();
@@ -419,11 +424,7 @@ mod tests {
     /// gets its rowids, and its rows are found.
     #[test]
     fn an_index_of_the_earlier_layout_is_rebuilt_on_the_rows_rowids() {
-        let manifest = AppManifest::from_json(
-            r#"{"entities":[{"name":"Note","fields":[{"name":"body","type":"string"},{"name":"tag","type":"string"}],
-                "search":{"text":["body"],"facets":["tag"]}}]}"#,
-        )
-        .unwrap();
+        let manifest = tagged_notes();
         let mut conn = Connection::open_in_memory().unwrap();
         conn.execute_batch(
             "CREATE TABLE \"Note\" (id TEXT PRIMARY KEY NOT NULL, createdAt TEXT NOT NULL, updatedAt TEXT NOT NULL, body TEXT, tag TEXT) WITHOUT ROWID;
