@@ -109,30 +109,36 @@ pub struct Args {
     admin_token: Option<String>,
 }
 
-/// Process CPU seconds (server and this client) spent in one side's rounds.
-#[derive(Default)]
-struct SideCpu {
-    server: f64,
-    client: f64,
-    meters: Option<(Option<CpuMeter>, CpuMeter)>,
+/// The two sides of a plain / search comparison, measured in [`ROUNDS`].
+const SIDES: [&str; 2] = ["plain", "search"];
+
+/// Per side: its rounds' tallies merged (elapsed: their total) and the CPU seconds the server
+/// and this client spent in them; and each round's requests/s, in the order run.
+struct Sides {
+    tallies: [Tally; 2],
+    cpu: [(f64, f64); 2],
+    rounds: Vec<String>,
 }
 
-impl SideCpu {
-    fn start(server_pid: Option<u32>) -> SideCpu {
-        SideCpu { meters: Some((server_pid.map(CpuMeter::start), CpuMeter::start(std::process::id()))), ..SideCpu::default() }
+/// Runs `round_of(side)` for each of [`ROUNDS`], checking the server is alive after each.
+fn alternate(server: &mut Option<Server>, round_of: impl Fn(usize) -> Result<Tally, String>) -> Result<Sides, String> {
+    let pid = server.as_ref().map(Server::pid);
+    let mut sides = Sides { tallies: [Tally::new()?, Tally::new()?], cpu: [(0.0, 0.0); 2], rounds: Vec::with_capacity(ROUNDS.len()) };
+    let mut elapsed = [Duration::ZERO; 2];
+    for side in ROUNDS {
+        let (server_cpu, client_cpu) = (pid.map(CpuMeter::start), CpuMeter::start(std::process::id()));
+        let t = round_of(side)?;
+        sides.cpu[side].0 += server_cpu.as_ref().and_then(CpuMeter::used_secs).unwrap_or(0.0);
+        sides.cpu[side].1 += client_cpu.used_secs().unwrap_or(0.0);
+        sides.rounds.push(format!("{} {:.1}k", SIDES[side], t.rate() / 1000.0));
+        elapsed[side] += t.elapsed;
+        sides.tallies[side].merge(t)?;
+        check_server(server)?;
     }
-
-    /// Adds what a round's meters (from [`SideCpu::start`]) measured.
-    fn add(&mut self, round: &SideCpu) {
-        if let Some((server, client)) = &round.meters {
-            self.server += server.as_ref().and_then(CpuMeter::used_secs).unwrap_or(0.0);
-            self.client += client.used_secs().unwrap_or(0.0);
-        }
+    for (tally, spent) in sides.tallies.iter_mut().zip(elapsed) {
+        tally.elapsed = spent;
     }
-
-    fn per_op_us(&self, secs: f64, ops: u64) -> String {
-        format!("{:.1} µs", secs * 1e6 / ops.max(1) as f64)
-    }
+    Ok(sides)
 }
 
 /// One request a loop sends.
@@ -296,42 +302,29 @@ pub fn run(args: Args) -> Result<(), String> {
     check_server(&mut server)?;
 
     let round = duration / 4;
-    let server_pid = server.as_ref().map(Server::pid);
-    let mut inserts = [Tally::new()?, Tally::new()?];
-    let mut insert_elapsed = [Duration::ZERO, Duration::ZERO];
-    let mut insert_cpu = [SideCpu::default(), SideCpu::default()];
-    let mut round_rates = Vec::with_capacity(ROUNDS.len());
-    for side in ROUNDS {
-        let entity = ["Plain", "Searchable"][side];
-        let words = &vocabulary;
-        let meter = SideCpu::start(server_pid);
-        let t = phase(&target, args.insert_connections, round, &|rng| {
+    let entities = ["Plain", "Searchable"];
+    let words = &vocabulary;
+    let inserts = alternate(&mut server, |side| {
+        let entity = entities[side];
+        phase(&target, args.insert_connections, round, &|rng| {
             let body = todo_json(rng, words, false, None);
             Req { post: true, path: format!("/api/entities/{entity}"), body: Some(body.to_string()) }
-        }, &|v| v["id"].as_str().map(drop).ok_or_else(|| "no id".to_string()))?;
-        insert_cpu[side].add(&meter);
-        round_rates.push(format!("{} {:.1}k", ["plain", "search"][side], t.rate() / 1000.0));
-        insert_elapsed[side] += t.elapsed;
-        inserts[side].merge(t)?;
-        check_server(&mut server)?;
-    }
-    let [mut plain, mut searchable] = inserts;
-    plain.elapsed = insert_elapsed[0];
-    searchable.elapsed = insert_elapsed[1];
+        }, &|v| v["id"].as_str().map(drop).ok_or_else(|| "no id".to_string()))
+    })?;
+    let [plain, searchable] = &inserts.tallies;
     plain.print("ins-plain");
     searchable.print("ins-search");
-    println!("{:<10} rounds in order (inserts/s): {}", "", round_rates.join(", "));
+    println!("{:<10} rounds in order (inserts/s): {}", "", inserts.rounds.join(", "));
     let ratio = searchable.rate() / plain.rate().max(1e-9);
-    for (name, cpu, tally) in [("ins-plain", &insert_cpu[0], &plain), ("ins-search", &insert_cpu[1], &searchable)] {
-        println!("{name:<10} CPU per insert: server {}, this client {}", cpu.per_op_us(cpu.server, tally.ok), cpu.per_op_us(cpu.client, tally.ok));
+    for (side, tally) in inserts.tallies.iter().enumerate() {
+        let per_op = |secs: f64| format!("{:.1} µs", secs * 1e6 / tally.ok.max(1) as f64);
+        let (server_cpu, client_cpu) = inserts.cpu[side];
+        println!("ins-{:<6} CPU per insert: server {}, this client {}", SIDES[side], per_op(server_cpu), per_op(client_cpu));
     }
     // The same in batches: bigger commits spread the index's per-commit flush over more rows.
-    let mut bulk = [Tally::new()?, Tally::new()?];
-    let mut bulk_elapsed = [Duration::ZERO, Duration::ZERO];
-    for side in ROUNDS {
-        let entity = ["Plain", "Searchable"][side];
-        let words = &vocabulary;
-        let t = phase(&target, BULK_LOOPS, round, &|rng| {
+    let bulk = alternate(&mut server, |side| {
+        let entity = entities[side];
+        phase(&target, BULK_LOOPS, round, &|rng| {
             let ops: Vec<Value> = (0..BULK_ROWS)
                 .map(|_| json!({"op": "insert", "entity": entity, "data": todo_json(rng, words, false, None)}))
                 .collect();
@@ -339,13 +332,9 @@ pub fn run(args: Args) -> Result<(), String> {
         }, &|v| match v["succeeded"].as_u64() {
             Some(n) if n == BULK_ROWS as u64 => Ok(()),
             _ => Err(format!("batch not fully applied: {}", v["failed"])),
-        })?;
-        bulk_elapsed[side] += t.elapsed;
-        bulk[side].merge(t)?;
-        check_server(&mut server)?;
-    }
-    bulk[0].elapsed = bulk_elapsed[0];
-    bulk[1].elapsed = bulk_elapsed[1];
+        })
+    })?;
+    let bulk = bulk.tallies;
     bulk[0].print("bulk-plain");
     bulk[1].print("bulk-search");
     let bulk_rows = |t: &Tally| t.rate() * BULK_ROWS as f64;
