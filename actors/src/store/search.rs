@@ -170,8 +170,8 @@ impl PendingIndex {
     }
 }
 
-/// The index rowid of the row `id` of a searchable entity, before it is updated or deleted
-/// (`None` for other entities, with no query).
+/// The index rowid of the row `id` of a searchable entity (`None` for other entities, with no
+/// query); a delete asks before it removes the row.
 pub fn rowid_of(conn: &Connection, def: &EntityDef, id: &str) -> Result<Option<i64>> {
     if def.search.is_none() {
         return Ok(None);
@@ -188,12 +188,17 @@ pub fn on_insert(index: &mut PendingIndex, def: &EntityDef, rid: i64, row: &Row)
 }
 
 /// After a row is updated: it is re-indexed only when a text field changed (its facets are
-/// read from the row itself). `rid` is from [`rowid_of`] before the update.
-pub fn on_update(index: &mut PendingIndex, def: &EntityDef, rid: Option<i64>, old: &Row, new: &Row) {
-    if let Some(rid) = rid.filter(|_| texts(def, old) != texts(def, new)) {
+/// read from the row itself). An update never changes a row's rowid, so it is looked up only
+/// then.
+pub fn on_update(conn: &Connection, index: &mut PendingIndex, def: &EntityDef, id: &str, old: &Row, new: &Row) -> Result<()> {
+    if def.search.is_none() || texts(def, old) == texts(def, new) {
+        return Ok(());
+    }
+    if let Some(rid) = rowid_of(conn, def, id)? {
         index.queue(def, rid, old, true);
         index.queue(def, rid, new, false);
     }
+    Ok(())
 }
 
 /// After a row is deleted; `rid` is from [`rowid_of`] before the delete.

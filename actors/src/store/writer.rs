@@ -661,10 +661,9 @@ fn apply(conn: &Connection, ctx: &OpContext<'_>, op: WriteOp, done: &[Change], i
                 vals.push(v);
             }
             vals.push(SqlValue::Text(id.clone()));
-            let rid = super::search::rowid_of(conn, def, &id)?;
             let sql = format!("UPDATE \"{entity}\" SET {} WHERE id = ?", sets.join(", "));
             conn.prepare_cached(&sql)?.execute(params_from_iter(vals))?;
-            super::search::on_update(index, def, rid, &old, &new);
+            super::search::on_update(conn, index, def, &id, &old, &new)?;
             (entity, id, ChangeKind::Update, Some(new), None)
         }
         WriteOp::Delete { entity, id } => {
